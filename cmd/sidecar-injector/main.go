@@ -1,0 +1,116 @@
+// Command sidecar-injector is the one binary of the project. Each subcommand
+// lives in its own file; main only dispatches: flags -> Config.Validate() ->
+// wire -> run -> exit code.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+)
+
+// stdio is what a subcommand reads and writes.
+type stdio struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+// command is one subcommand.
+type command struct {
+	summary string
+	run     func(ctx context.Context, args []string, io stdio) error
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"webhook":  {"serve the mutating admission webhook", runWebhook},
+		"xds":      {"serve Envoy configuration over ADS (gRPC)", runXDS},
+		"inject":   {"inject sidecars into manifests offline", runInject},
+		"uninject": {"remove injected sidecars from manifests", runUninject},
+		"explain":  {"say why each pod would or would not be injected", runExplain},
+		"version":  {"print the version", runVersion},
+	}
+}
+
+// errUsage is returned after a usage message has been printed: exit 2.
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], stdio{in: os.Stdin, out: os.Stdout, err: os.Stderr})
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, io stdio) int {
+	cmds := commands()
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(io.err, cmds)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(io.err, "sidecar-injector: unknown command %q\n\n", args[0])
+		usage(io.err, cmds)
+		return 2
+	}
+	err := cmd.run(ctx, args[1:], io)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		fmt.Fprintf(io.err, "sidecar-injector %s: %v\n", args[0], err)
+		return 1
+	}
+}
+
+func usage(w io.Writer, cmds map[string]command) {
+	fmt.Fprintln(w, "usage: sidecar-injector <command> [flags]")
+	fmt.Fprintln(w, "\ncommands:")
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-9s %s\n", n, cmds[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'sidecar-injector <command> -h' for a command's flags.")
+}
+
+// newFlagSet makes a subcommand's flag set; parse errors are returned, with
+// the usage already printed to io.err.
+func newFlagSet(name string, io stdio) *flag.FlagSet {
+	fs := flag.NewFlagSet("sidecar-injector "+name, flag.ContinueOnError)
+	fs.SetOutput(io.err)
+	return fs
+}
+
+// parseFlags parses args; a bad flag is errUsage, -h is flag.ErrHelp.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "unexpected arguments: %v\n", fs.Args())
+		fs.Usage()
+		return errUsage
+	}
+	return nil
+}

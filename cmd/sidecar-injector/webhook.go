@@ -1,0 +1,10 @@
+package main
+
+import (
+	"context"
+	"errors"
+)
+
+func runWebhook(ctx context.Context, args []string, io stdio) error {
+	return errors.New("webhook: not yet built")
+}
