@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -27,8 +28,8 @@ const (
 // Default images. The proxy image is the newest patch of the Envoy line the
 // design started from.
 const (
-	DefaultProxyImage = "envoyproxy/envoy:v1.32.6"
-	DefaultInitImage  = "ghcr.io/sidecar-injector/iptables-init:latest"
+	DefaultProxyImage = "envoyproxy/envoy:v1.32.13"
+	DefaultInitImage  = "sidecar-injector/iptables-init:v0.1.0"
 )
 
 // Public names of DESIGN.md.
@@ -207,7 +208,23 @@ func LoadConfig(data []byte) (Config, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return cfg, nil
 	}
-	if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return Config{}, fmt.Errorf("injector config: not valid YAML: %w", err)
+	}
+	var generic any
+	if err := json.Unmarshal(js, &generic); err != nil {
+		return Config{}, fmt.Errorf("injector config: %w", err)
+	}
+	if _, ok := generic.(map[string]any); !ok {
+		return Config{}, fmt.Errorf("injector config: want a YAML mapping with apiVersion: %s and kind: %s", ConfigAPIVersion, ConfigKind)
+	}
+	if field := unknownField(generic, reflect.TypeFor[Config](), ""); field != "" {
+		return Config{}, fmt.Errorf("injector config: unknown field %q", field)
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
 		return Config{}, fmt.Errorf("injector config: %w", err)
 	}
 	if err := cfg.Validate(); err != nil {

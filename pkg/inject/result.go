@@ -29,14 +29,14 @@ const (
 	ReasonReinjected       Reason = "reinjected"        // injected before with another config hash; refreshed
 
 	// Skip.
-	ReasonOptedOut          Reason = "opted_out"           // sidecar.io/inject "false"
-	ReasonNamespaceDisabled Reason = "namespace_disabled"  // namespace labelled disabled
-	ReasonNotOptedIn        Reason = "not_opted_in"        // unlabelled namespace, defaultPolicy disabled, no pod label
-	ReasonHostNetwork       Reason = "host_network"        // hostNetwork pods share the node's network
-	ReasonMirrorPod         Reason = "mirror_pod"          // static pods mirrored by the kubelet
-	ReasonExcludedNamespace Reason = "excluded_namespace"  // kube-system, kube-public, kube-node-lease, configured ones
-	ReasonInjectorNamespace Reason = "injector_namespace"  // the injector's own namespace (no deadlock)
-	ReasonAlreadyInjected   Reason = "already_injected"    // same config hash: nothing to do
+	ReasonOptedOut          Reason = "opted_out"          // sidecar.io/inject "false"
+	ReasonNamespaceDisabled Reason = "namespace_disabled" // namespace labelled disabled
+	ReasonNotOptedIn        Reason = "not_opted_in"       // unlabelled namespace, defaultPolicy disabled, no pod label
+	ReasonHostNetwork       Reason = "host_network"       // hostNetwork pods share the node's network
+	ReasonMirrorPod         Reason = "mirror_pod"         // static pods mirrored by the kubelet
+	ReasonExcludedNamespace Reason = "excluded_namespace" // kube-system, kube-public, kube-node-lease, configured ones
+	ReasonInjectorNamespace Reason = "injector_namespace" // the injector's own namespace (no deadlock)
+	ReasonAlreadyInjected   Reason = "already_injected"   // same config hash: nothing to do
 
 	// Deny.
 	ReasonInvalidPod       Reason = "invalid_pod"        // the pod is not one we can inject

@@ -70,7 +70,7 @@ type settings struct {
 // unknown setting, a forbidden one or a malformed value is a deny naming the
 // annotation. Annotations are read in sorted order, so the first error
 // reported is always the same one.
-func parseSettings(annotations map[string]string, allowed []string) (settings, error) {
+func parseSettings(annotations map[string]string, allowed []string) (settings, *Error) {
 	var s settings
 	keys := make([]string, 0, len(annotations))
 	for k := range annotations {
@@ -147,7 +147,7 @@ func (s *settings) set(name, value string) error {
 		s.memory, err = parseQuantity(value, "a memory quantity such as 128Mi")
 	case SettingProxyImage:
 		if value == "" || strings.ContainsAny(value, " \t\r\n") {
-			err = fmt.Errorf("%q: want an image reference such as envoyproxy/envoy:v1.32.6", value)
+			err = fmt.Errorf("%q: want an image reference such as envoyproxy/envoy:v1.32.13", value)
 		}
 		s.image = value
 	case SettingLogLevel:

@@ -78,16 +78,39 @@ func (l PortList) Contains(p uint16) bool {
 // IsEmpty reports whether the list selects no port.
 func (l PortList) IsEmpty() bool { return !l.All && len(l.Ports) == 0 }
 
-// String renders the list in the form ParsePortList reads.
+// String renders the list in the form ParsePortList reads; runs of three or
+// more consecutive ports are written as a range ("8000-8100"), so that any
+// list ParsePortList accepts renders back into one it accepts.
 func (l PortList) String() string {
 	if l.All {
 		return "*"
 	}
-	parts := make([]string, len(l.Ports))
-	for i, p := range l.Ports {
-		parts[i] = strconv.Itoa(int(p))
+	var parts []string
+	for _, r := range portRuns(l.Ports) {
+		switch {
+		case r[0] == r[1]:
+			parts = append(parts, strconv.Itoa(int(r[0])))
+		case r[1] == r[0]+1:
+			parts = append(parts, strconv.Itoa(int(r[0])), strconv.Itoa(int(r[1])))
+		default:
+			parts = append(parts, strconv.Itoa(int(r[0]))+"-"+strconv.Itoa(int(r[1])))
+		}
 	}
 	return strings.Join(parts, ",")
+}
+
+// portRuns groups sorted ports into runs of consecutive ports, as
+// [first, last] pairs.
+func portRuns(ports []uint16) [][2]uint16 {
+	var runs [][2]uint16
+	for _, p := range ports {
+		if n := len(runs); n > 0 && runs[n-1][1] != 65535 && runs[n-1][1]+1 == p {
+			runs[n-1][1] = p
+			continue
+		}
+		runs = append(runs, [2]uint16{p, p})
+	}
+	return runs
 }
 
 // maxListItems bounds how many entries a port or CIDR list may hold, so that
@@ -106,8 +129,12 @@ func ParsePortList(s string) (PortList, error) {
 		return PortList{}, nil
 	}
 	var ports []uint16
+	items := 0
 	for item := range strings.SplitSeq(s, ",") {
 		item = strings.TrimSpace(item)
+		if items++; items > maxListItems {
+			return PortList{}, fmt.Errorf("port list: more than %d entries; use ranges such as 8000-8100", maxListItems)
+		}
 		lo, hi, isRange := strings.Cut(item, "-")
 		a, err := parsePort(lo)
 		if err != nil {
@@ -202,6 +229,9 @@ func ParseCIDRList(s string) (CIDRList, error) {
 			}
 			p = netip.PrefixFrom(a, a.BitLen())
 		}
+		if p.Addr().Is4In6() && p.Bits() < 96 {
+			return CIDRList{}, fmt.Errorf("CIDR %q: an IPv4-mapped IPv6 prefix must be /96 or longer; write the IPv4 CIDR instead", truncate(item))
+		}
 		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapShift(p)).Masked()
 		out = append(out, p)
 	}
@@ -209,11 +239,11 @@ func ParseCIDRList(s string) (CIDRList, error) {
 	return CIDRList{Prefixes: slices.Compact(out)}, nil
 }
 
-// unmapShift is how many prefix bits an IPv4-mapped IPv6 prefix loses when
-// it is written as plain IPv4.
+// unmapShift is how many prefix bits an IPv4-mapped IPv6 prefix (at least
+// /96, ParseCIDRList checks) loses when it is written as plain IPv4.
 func unmapShift(p netip.Prefix) int {
 	if p.Addr().Is4In6() {
-		return min(96, p.Bits())
+		return 96
 	}
 	return 0
 }
