@@ -23,13 +23,47 @@ build: ## build sidecar-injector and iptables-init into bin/ (static)
 deps: ## install the system packages the tests use (apt-get, when root)
 	@hack/install-deps.sh
 
+.PHONY: tools
+tools: ## build (once, cached outside the repo) etcd, kube-apiserver, kube-controller-manager and helm
+	$(GO) run ./hack/testenv build
+
 .PHONY: test
-test: deps ## run every test: unit and integration with -race, real iptables in network namespaces
-	$(GO) test -race -count=1 ./...
+test: deps tools ## run every test: unit and integration with -race (real iptables, helm, gRPC), then e2e
+	GORACE=atexit_sleep_ms=0 $(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) e2e
+
+.PHONY: e2e
+e2e: tools ## end-to-end tests against a real local kube-apiserver, etcd and kube-controller-manager
+	$(GO) test -tags e2e -count=1 -timeout 30m ./test/e2e/...
+
+DEMO_ARGS ?=
+.PHONY: demo
+demo: deps ## a real local control plane, the webhook and xDS server, an injected pod (DEMO_ARGS=--once to exit)
+	$(GO) run ./hack/demo $(DEMO_ARGS)
+
+.PHONY: bench-webhook
+bench-webhook: ## webhook vs the null webhook under admitload: ratios into docs/benchmarks.md
+	hack/bench-webhook.sh
+
+.PHONY: bench-xds
+bench-xds: ## xDS server with 1,000 / 5,000 / 10,000 simulated proxies: figures into docs/benchmarks.md
+	hack/bench-xds/run.sh
+
+.PHONY: chart-docs
+chart-docs: ## regenerate charts/sidecar-injector/README.md from values.yaml
+	$(GO) run ./hack/chartdoc charts/sidecar-injector
+
+.PHONY: image
+image: build ## check what can be checked of the images without a Docker engine: static binaries, Dockerfiles present
+	@for b in $(BIN)/sidecar-injector $(BIN)/iptables-init; do \
+	  if readelf -d $$b 2>/dev/null | grep -q NEEDED; then echo "$$b is dynamically linked"; exit 1; fi; \
+	  $(GO) version -m $$b | head -3; done
+	@test -f Dockerfile && test -f iptables-init/Dockerfile
+	@echo "binaries are static; build the images with: docker build -t sidecar-injector . && docker build -f iptables-init/Dockerfile -t iptables-init ."
 
 .PHONY: update-golden
 update-golden: ## rewrite the golden files from the current code
-	$(GO) test ./pkg/inject ./pkg/redirect ./pkg/xds ./envoy -update
+	$(GO) test ./pkg/inject ./pkg/redirect ./pkg/xds ./test/chart -update
 
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME (default 60s) each
@@ -47,5 +81,5 @@ notice: ## regenerate NOTICE from go.mod and the module cache
 
 .PHONY: verify
 verify: lint ## regenerate goldens and NOTICE and fail on any difference
-	$(MAKE) update-golden notice
+	$(MAKE) update-golden notice chart-docs
 	@git diff --exit-code -- . || { echo "verify: generated files are out of date (see diff above)"; exit 1; }

@@ -1,6 +1,7 @@
 package inject
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -261,9 +262,23 @@ func (in *Injector) redirectSpec(set settings, ports Ports, pp podPorts) (redire
 		}
 	}
 	if err := spec.Validate(); err != nil {
-		return spec, nil, denyf(ReasonInvalidSetting, "sidecar.io/ settings", "%v", err)
+		return spec, nil, specError(err, set)
 	}
 	return spec, warnings, nil
+}
+
+// specError names what the user wrote for a redirect spec problem: the
+// sidecar.io/<setting> annotation when the pod set that field, else the
+// injector config.
+func specError(err error, set settings) *Error {
+	var fe *redirect.FieldError
+	if !errors.As(err, &fe) {
+		return denyf(ReasonInvalidSetting, "sidecar.io/ settings", "%v", err)
+	}
+	if set.has(fe.Field) {
+		return denyf(ReasonInvalidSetting, "annotation "+SettingPrefix+fe.Field, "%s", fe.Problem)
+	}
+	return denyf(ReasonInvalidSetting, "injector config", "iptables-init --%s=%q: %s", fe.Field, fe.Value, fe.Problem)
 }
 
 func (in *Injector) native(set settings, ov Overrides) bool {

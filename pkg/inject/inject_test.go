@@ -270,3 +270,21 @@ func TestExplain(t *testing.T) {
 func metaWith(name string, ann map[string]string) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Name: name, Namespace: "shop", Annotations: ann}
 }
+
+// TestSpecErrorsNameTheAnnotation: a redirect spec problem caused by a pod
+// setting names that annotation.
+func TestSpecErrorsNameTheAnnotation(t *testing.T) {
+	pod := testPod()
+	pod.Annotations = map[string]string{
+		SettingPrefix + SettingIncludeOutboundIPRanges: "10.1.0.0/16",
+		SettingPrefix + SettingExcludeOutboundIPRanges: "10.0.0.0/8",
+	}
+	_, err := Inject(pod, DefaultConfig(), Overrides{Namespace: "shop"})
+	e, ok := AsError(err)
+	if !ok || e.Reason != ReasonInvalidSetting || !strings.HasPrefix(e.Field, "annotation sidecar.io/") {
+		t.Fatalf("got %v, want invalid_setting naming a sidecar.io/ annotation", err)
+	}
+	if strings.Contains(e.Error(), "\n") {
+		t.Fatalf("message spans lines: %q", e.Error())
+	}
+}

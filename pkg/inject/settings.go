@@ -66,6 +66,29 @@ type settings struct {
 	logLevel             string
 }
 
+// has reports whether the pod set the setting of that name.
+func (s settings) has(name string) bool {
+	switch name {
+	case SettingIncludeInboundPorts:
+		return s.includeInboundPorts != nil
+	case SettingExcludeInboundPorts:
+		return s.excludeInboundPorts != nil
+	case SettingExcludeOutboundPorts:
+		return s.excludeOutboundPorts != nil
+	case SettingExcludeOutboundIPRanges:
+		return s.excludeOutboundCIDRs != nil
+	case SettingIncludeOutboundIPRanges:
+		return s.includeOutboundCIDRs != nil
+	case SettingInboundPort:
+		return s.inboundPort != 0
+	case SettingOutboundPort:
+		return s.outboundPort != 0
+	case SettingIPv6:
+		return s.ipv6 != ""
+	}
+	return false
+}
+
 // parseSettings reads every sidecar.io/<setting> annotation strictly: an
 // unknown setting, a forbidden one or a malformed value is a deny naming the
 // annotation. Annotations are read in sorted order, so the first error
