@@ -1,0 +1,329 @@
+package xds
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+)
+
+// Config is the configuration of `sidecar-injector xds`.
+type Config struct {
+	// ListenAddress is the gRPC (ADS) address.
+	ListenAddress string
+	// HealthAddress serves /healthz, /readyz and /metrics, plain HTTP.
+	HealthAddress string
+	// MeshConfig is the mesh settings file, watched; empty means the defaults.
+	MeshConfig string
+	// TLSCertFile and TLSKeyFile turn on TLS for gRPC, reloaded on change.
+	TLSCertFile string
+	TLSKeyFile  string
+	// TLSMinVersion is 1.2 or 1.3.
+	TLSMinVersion string
+	// KeepaliveTime is how long a connection may be silent before the server
+	// pings it; KeepaliveTimeout how long the ping may stay unanswered.
+	KeepaliveTime    time.Duration
+	KeepaliveTimeout time.Duration
+	// KeepaliveMinTime is the shortest client ping interval tolerated; a
+	// client pinging more often is disconnected. The bootstrap pings every 30s.
+	KeepaliveMinTime time.Duration
+	// MaxConnectionAge, when set, closes connections that old (gracefully,
+	// MaxConnectionAgeGrace later) so proxies spread over new replicas.
+	MaxConnectionAge time.Duration
+	// MaxConcurrentStreams bounds the streams of one connection (Envoy opens one).
+	MaxConcurrentStreams uint32
+	// FilePollInterval re-reads the watched files in case a change event is missed.
+	FilePollInterval time.Duration
+	// ShutdownDelay is how long /readyz says 503 before the server stops;
+	// ShutdownGrace bounds the stop itself.
+	ShutdownDelay time.Duration
+	ShutdownGrace time.Duration
+}
+
+// DefaultConfig is what the flags default to (DESIGN.md "Command line").
+func DefaultConfig() Config {
+	return Config{
+		ListenAddress:        ":18000",
+		HealthAddress:        ":8080",
+		TLSMinVersion:        "1.2",
+		KeepaliveTime:        30 * time.Second,
+		KeepaliveTimeout:     10 * time.Second,
+		KeepaliveMinTime:     10 * time.Second,
+		MaxConcurrentStreams: 1024,
+		FilePollInterval:     30 * time.Second,
+		ShutdownDelay:        5 * time.Second,
+		ShutdownGrace:        10 * time.Second,
+	}
+}
+
+// AddFlags binds c's fields to kebab-case flags, with c's values as defaults.
+func (c *Config) AddFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.ListenAddress, "listen-address", c.ListenAddress, "gRPC (ADS) listen address")
+	fs.StringVar(&c.HealthAddress, "health-address", c.HealthAddress, "listen address of /healthz, /readyz and /metrics (plain HTTP)")
+	fs.StringVar(&c.MeshConfig, "mesh-config", c.MeshConfig, "mesh settings file (YAML, kind MeshConfig), watched for changes; empty: built-in defaults")
+	fs.StringVar(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "PEM certificate for gRPC TLS (reloaded on change); empty: plaintext")
+	fs.StringVar(&c.TLSKeyFile, "tls-key-file", c.TLSKeyFile, "PEM key of --tls-cert-file")
+	fs.StringVar(&c.TLSMinVersion, "tls-min-version", c.TLSMinVersion, "minimum TLS version: 1.2 or 1.3")
+	fs.DurationVar(&c.KeepaliveTime, "keepalive-time", c.KeepaliveTime, "ping a connection silent this long")
+	fs.DurationVar(&c.KeepaliveTimeout, "keepalive-timeout", c.KeepaliveTimeout, "close a connection whose ping is unanswered this long")
+	fs.DurationVar(&c.KeepaliveMinTime, "keepalive-min-time", c.KeepaliveMinTime, "disconnect clients that ping more often than this")
+	fs.DurationVar(&c.MaxConnectionAge, "max-connection-age", c.MaxConnectionAge, "close connections this old so proxies rebalance over replicas; 0: never")
+	fs.Func("max-concurrent-streams", "most streams on one connection (default "+strconv.FormatUint(uint64(c.MaxConcurrentStreams), 10)+")", func(s string) error {
+		n, err := strconv.ParseUint(s, 10, 32)
+		if err != nil {
+			return fmt.Errorf("want a number 1-%d", uint32(math.MaxUint32))
+		}
+		c.MaxConcurrentStreams = uint32(n)
+		return nil
+	})
+	fs.DurationVar(&c.FilePollInterval, "file-poll-interval", c.FilePollInterval, "re-read the mesh settings and TLS files this often besides watching them")
+	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", c.ShutdownDelay, "on SIGTERM, report not ready this long before stopping")
+	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", c.ShutdownGrace, "on SIGTERM, wait this long for streams to close before cutting them")
+}
+
+// Validate names every wrong field and says how to fix it.
+func (c Config) Validate() error {
+	var errs []error
+	for _, a := range []struct{ flag, v string }{{"--listen-address", c.ListenAddress}, {"--health-address", c.HealthAddress}} {
+		if _, port, err := net.SplitHostPort(a.v); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: want host:port or :port (%v)", a.flag, a.v, err))
+		} else if n, err := strconv.ParseUint(port, 10, 16); err != nil || (n == 0 && port != "0") {
+			errs = append(errs, fmt.Errorf("%s %q: want a port 0-65535", a.flag, a.v))
+		}
+	}
+	if _, port, err := net.SplitHostPort(c.ListenAddress); err == nil && port != "0" && c.ListenAddress == c.HealthAddress {
+		errs = append(errs, fmt.Errorf("--listen-address and --health-address are both %q; use two ports", c.ListenAddress))
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("--tls-cert-file and --tls-key-file go together: set both for TLS, or neither"))
+	}
+	if c.TLSMinVersion != "1.2" && c.TLSMinVersion != "1.3" {
+		errs = append(errs, fmt.Errorf("--tls-min-version %q: want 1.2 or 1.3", c.TLSMinVersion))
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+		min  time.Duration
+	}{
+		{"--keepalive-time", c.KeepaliveTime, time.Second},
+		{"--keepalive-timeout", c.KeepaliveTimeout, time.Second},
+		{"--keepalive-min-time", c.KeepaliveMinTime, time.Second},
+		{"--file-poll-interval", c.FilePollInterval, 100 * time.Millisecond},
+	} {
+		if d.v < d.min {
+			errs = append(errs, fmt.Errorf("%s %v: want at least %v", d.flag, d.v, d.min))
+		}
+	}
+	if c.MaxConnectionAge != 0 && c.MaxConnectionAge < time.Minute {
+		errs = append(errs, fmt.Errorf("--max-connection-age %v: want 0 (never) or at least 1m, or every proxy reconnects all the time", c.MaxConnectionAge))
+	}
+	if c.MaxConcurrentStreams == 0 {
+		errs = append(errs, errors.New("--max-concurrent-streams 0: want at least 1"))
+	}
+	if c.ShutdownDelay < 0 || c.ShutdownGrace < 0 {
+		errs = append(errs, errors.New("--shutdown-delay and --shutdown-grace must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// App is the running xDS server: gRPC, the health port and the file watches.
+type App struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *Metrics
+	server  *Server
+
+	grpc      *grpc.Server
+	http      *http.Server
+	grpcLis   net.Listener
+	healthLis net.Listener
+	mesh      *meshFile
+	certs     *certSource
+	ready     atomic.Bool
+	stop      context.CancelFunc // ends the cache's and the streams' context
+}
+
+// New checks cfg, reads the mesh settings and the TLS pair, and binds both
+// ports. Metrics go to reg; /metrics serves gatherer.
+func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, gatherer prometheus.Gatherer) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, log: log, metrics: NewMetrics(reg)}
+	mesh := DefaultMeshSettings()
+	if cfg.MeshConfig != "" {
+		m, data, err := loadMeshFile(cfg.MeshConfig)
+		if err != nil {
+			return nil, fmt.Errorf("%w (fix the file, or leave --mesh-config empty for the defaults)", err)
+		}
+		mesh = m
+		a.mesh = &meshFile{path: cfg.MeshConfig, log: log, metrics: a.metrics, last: data}
+	}
+	serverCtx, stop := context.WithCancel(context.Background())
+	server, err := NewServer(serverCtx, log, a.metrics, mesh)
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	a.server, a.stop = server, stop
+	if a.mesh != nil {
+		a.mesh.server = server
+	}
+
+	params := keepalive.ServerParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}
+	if cfg.MaxConnectionAge > 0 { // 0 in ServerParameters means the default: never
+		params.MaxConnectionAge, params.MaxConnectionAgeGrace = cfg.MaxConnectionAge, cfg.ShutdownGrace
+	}
+	opts := []grpc.ServerOption{
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.KeepaliveMinTime, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(params),
+		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
+	}
+	if cfg.TLSCertFile != "" {
+		a.certs = &certSource{certFile: cfg.TLSCertFile, keyFile: cfg.TLSKeyFile, log: log, metrics: a.metrics}
+		if err := a.certs.reload(); err != nil {
+			stop()
+			return nil, fmt.Errorf("%w (check --tls-cert-file and --tls-key-file)", err)
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(serverTLS(cfg.TLSMinVersion, a.certs.getCertificate))))
+	}
+	a.grpc = grpc.NewServer(opts...)
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(a.grpc, server.XDS())
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	a.http = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    1 << 20,
+	}
+
+	if a.grpcLis, err = net.Listen("tcp", cfg.ListenAddress); err != nil {
+		stop()
+		return nil, fmt.Errorf("listen on --listen-address %s: %w", cfg.ListenAddress, err)
+	}
+	if a.healthLis, err = net.Listen("tcp", cfg.HealthAddress); err != nil {
+		a.grpcLis.Close()
+		stop()
+		return nil, fmt.Errorf("listen on --health-address %s: %w", cfg.HealthAddress, err)
+	}
+	return a, nil
+}
+
+// serverTLS is TLS 1.2+ with ECDHE and AEAD suites only (RELIABILITY.md).
+func serverTLS(minVersion string, get func(*tls.ClientHelloInfo) (*tls.Certificate, error)) *tls.Config {
+	c := &tls.Config{
+		GetCertificate: get,
+		MinVersion:     tls.VersionTLS12,
+		CipherSuites: []uint16{
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		},
+	}
+	if minVersion == "1.3" {
+		c.MinVersion = tls.VersionTLS13
+	}
+	return c
+}
+
+// GRPCAddr is the bound gRPC address.
+func (a *App) GRPCAddr() net.Addr { return a.grpcLis.Addr() }
+
+// HealthAddr is the bound health address.
+func (a *App) HealthAddr() net.Addr { return a.healthLis.Addr() }
+
+// Server is the xDS server.
+func (a *App) Server() *Server { return a.server }
+
+// Run serves until ctx is done, then shuts down: not ready, a delay for
+// endpoint removal, streams ended (proxies reconnect to another replica),
+// GracefulStop bounded by the grace period.
+func (a *App) Run(ctx context.Context) error {
+	defer a.stop()
+	errc := make(chan error, 2)
+	go func() {
+		if err := a.grpc.Serve(a.grpcLis); err != nil {
+			errc <- fmt.Errorf("serve gRPC: %w", err)
+		}
+	}()
+	go func() {
+		if err := a.http.Serve(a.healthLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("serve health port: %w", err)
+		}
+	}()
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	var paths []string
+	var onChange []func()
+	if a.mesh != nil {
+		paths, onChange = append(paths, a.mesh.path), append(onChange, a.mesh.reload)
+	}
+	if a.certs != nil {
+		paths, onChange = append(paths, a.certs.certFile, a.certs.keyFile), append(onChange, a.certs.onChange)
+	}
+	if len(paths) > 0 {
+		go watchFiles(watchCtx, a.log, paths, a.cfg.FilePollInterval, func() {
+			for _, f := range onChange {
+				f()
+			}
+		})
+	}
+	a.ready.Store(true)
+	a.log.Info("xds server listening", "grpc", a.GRPCAddr().String(), "health", a.HealthAddr().String(),
+		"tls", a.certs != nil, "mesh_config", a.cfg.MeshConfig)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	a.ready.Store(false)
+	a.log.Info("xds server shutting down", "delay", a.cfg.ShutdownDelay, "grace", a.cfg.ShutdownGrace)
+	if runErr == nil && a.cfg.ShutdownDelay > 0 {
+		time.Sleep(a.cfg.ShutdownDelay)
+	}
+	stopped := make(chan struct{})
+	go func() {
+		a.grpc.GracefulStop() // GOAWAY: no new streams on these connections
+		close(stopped)
+	}()
+	a.stop() // ends the open ADS streams; each proxy reconnects elsewhere
+	select {
+	case <-stopped:
+	case <-time.After(a.cfg.ShutdownGrace):
+		a.grpc.Stop()
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.http.Shutdown(shutdownCtx); err != nil {
+		a.http.Close()
+	}
+	return runErr
+}
