@@ -1,0 +1,456 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
+)
+
+// maxPooledBody is the largest body buffer kept for reuse; bigger ones (rare:
+// pods are a few KiB) go to the garbage collector so the pool never pins
+// megabytes.
+const maxPooledBody = 256 << 10
+
+// decision is what one admission request came to: the metric labels and the
+// fields of its log line.
+type decision struct {
+	result    Result
+	reason    inject.Reason
+	namespace string
+	pod       string // name, else generateName
+	operation string
+	dryRun    bool
+	audit     bool
+	warnings  int
+	message   string // deny message
+}
+
+// serveReview answers POST /mutate (audit false) and POST /audit (audit true).
+func (s *Server) serveReview(w http.ResponseWriter, r *http.Request, audit bool) {
+	start := s.now()
+	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
+		s.failHTTP(w, start, err) // 415 before reading the body
+		return
+	}
+	if err := s.applyTimeout(w, r, start); err != nil {
+		s.failHTTP(w, start, err)
+		return
+	}
+	body, buf, err := s.readBody(w, r)
+	defer s.putBuf(buf)
+	if err != nil {
+		s.failHTTP(w, start, err)
+		return
+	}
+	rev, err := decodeReview(body)
+	if err != nil {
+		s.failHTTP(w, start, err)
+		return
+	}
+	out, d := s.admit(rev, audit)
+	ob := s.outBufs.Get().(*bytes.Buffer)
+	defer s.putOutBuf(ob)
+	if err := json.NewEncoder(ob).Encode(out); err != nil {
+		// Only plain values: cannot happen. Still an answer carrying the uid.
+		out = newReviewOut(rev)
+		out.deny(500, "sidecar-injector: encode the answer: "+err.Error())
+		ob.Reset()
+		_ = json.NewEncoder(ob).Encode(out)
+		d.result, d.reason = ResultError, ReasonInternal
+	}
+	writeJSON(w, http.StatusOK, ob.Bytes())
+	elapsed := s.now().Sub(start)
+	s.metrics.observe(d.result, d.reason, elapsed.Seconds())
+	s.logDecision(r.Context(), rev.Request.UID, d, elapsed)
+}
+
+// admit decides one well-formed review. A panic anywhere below is recovered
+// into a deny carrying the uid.
+func (s *Server) admit(rev *reviewIn, audit bool) (out *reviewOut, d decision) {
+	req := rev.Request
+	out = newReviewOut(rev)
+	d = decision{namespace: req.Namespace, pod: req.Name, operation: req.Operation, audit: audit}
+	if req.DryRun != nil {
+		d.dryRun = *req.DryRun
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			s.metrics.panics.Inc()
+			s.log.Error("panic while admitting; answered with a deny", "uid", req.UID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			out = newReviewOut(rev)
+			out.deny(500, fmt.Sprintf("sidecar-injector: internal error (recovered panic); request uid %s is in the webhook log", req.UID))
+			d.result, d.reason, d.message = ResultError, ReasonPanic, "panic"
+		}
+	}()
+
+	// Everything but a pod CREATE is allowed untouched.
+	switch {
+	case req.Kind.Group != "" || req.Kind.Kind != "Pod":
+		out.allow(nil)
+		d.result, d.reason = ResultAllowed, ReasonNotPod
+		return out, d
+	case req.SubResource != "":
+		out.allow(nil)
+		d.result, d.reason = ResultAllowed, ReasonSubresource
+		return out, d
+	case req.Operation != "CREATE":
+		out.allow(nil)
+		d.result, d.reason = ResultAllowed, ReasonNotCreate
+		return out, d
+	}
+
+	pod, problem := rev.objectPod()
+	if problem != "" {
+		return s.denyBadRequest(out, d, ReasonBadObject, problem)
+	}
+	if pod.Kind != "" && pod.Kind != "Pod" {
+		return s.denyBadRequest(out, d, ReasonBadObject, "request.object.kind "+quote(pod.Kind)+": want Pod")
+	}
+	if pod.APIVersion != "" && pod.APIVersion != "v1" {
+		return s.denyBadRequest(out, d, ReasonBadObject, "request.object.apiVersion "+quote(pod.APIVersion)+": want v1")
+	}
+	if pod.Name == "" && pod.GenerateName == "" {
+		// Also a null or missing metadata: the patch could not add to it.
+		return s.denyBadRequest(out, d, ReasonBadObject, "request.object.metadata: neither name nor generateName is set")
+	}
+	if d.pod == "" {
+		d.pod = pod.Name
+	}
+	if d.pod == "" {
+		d.pod = pod.GenerateName
+	}
+	if req.Namespace == "" {
+		return s.denyBadRequest(out, d, ReasonNoNamespace, "request.namespace is empty: a pod is always created in a namespace and the webhook never assumes default")
+	}
+
+	lc := s.config.get()
+	ov := inject.Overrides{
+		Namespace:              req.Namespace,
+		NamespaceLabels:        nil, // the apiserver's namespaceSelector already decided
+		NativeSidecarSupported: s.native,
+		InjectorVersion:        s.version,
+	}
+	res, err := s.inject(lc.injector, pod, ov)
+	audit = audit || res.Audit
+	d.audit = audit
+	if err != nil {
+		e, ok := inject.AsError(err)
+		if !ok {
+			if audit {
+				d.result, d.reason = ResultAudited, ReasonInternal
+				out.allow(nil)
+				out.Response.Warnings = limitWarnings([]string{"sidecar audit: would fail: " + err.Error()})
+				d.warnings = len(out.Response.Warnings)
+				return out, d
+			}
+			s.log.Error("injection engine failed", "uid", req.UID, "error", err)
+			out.deny(500, "sidecar-injector: "+err.Error())
+			d.result, d.reason, d.message = ResultDenied, ReasonInternal, err.Error()
+			return out, d
+		}
+		if audit {
+			out.allow(nil)
+			out.Response.Warnings = limitWarnings(append([]string{"sidecar audit: would deny (" + string(e.Reason) + "): " + e.Error()}, res.Warnings...))
+			d.result, d.reason, d.warnings = ResultAudited, e.Reason, len(out.Response.Warnings)
+			return out, d
+		}
+		msg := "sidecar-injector: " + e.Error()
+		out.deny(denyCode(e.Reason), msg)
+		out.Response.Warnings = limitWarnings(res.Warnings)
+		d.result, d.reason, d.message, d.warnings = ResultDenied, e.Reason, msg, len(out.Response.Warnings)
+		return out, d
+	}
+
+	d.reason = res.Reason
+	switch {
+	case audit:
+		d.result = ResultAudited
+		out.allow(nil)
+		ws := append([]string{auditWarning(res)}, s.namespaceWarnings(req.Namespace, res)...)
+		out.Response.Warnings = limitWarnings(append(ws, res.Warnings...))
+	case res.Decision == inject.DecisionInject:
+		patch, err := res.Patch.JSON()
+		if err != nil {
+			s.log.Error("encode the injection patch", "uid", req.UID, "error", err)
+			out.deny(500, "sidecar-injector: encode the injection patch: "+err.Error())
+			d.result, d.reason, d.message = ResultDenied, ReasonInternal, err.Error()
+			return out, d
+		}
+		d.result = ResultInjected
+		out.allow(patch)
+		out.Response.Warnings = limitWarnings(append(s.namespaceWarnings(req.Namespace, res), res.Warnings...))
+	case res.Decision == inject.DecisionDeny:
+		// A deny without an *inject.Error: still a deny with the engine's words.
+		msg := "sidecar-injector: " + res.Message
+		out.deny(denyCode(res.Reason), msg)
+		d.result, d.message = ResultDenied, msg
+		out.Response.Warnings = limitWarnings(res.Warnings)
+	default:
+		d.result = ResultSkipped
+		out.allow(nil)
+		if s.skips != nil {
+			s.skips.Skipped(Skip{Namespace: req.Namespace, Pod: d.pod, Owner: metav1.GetControllerOf(pod),
+				Reason: res.Reason, Message: res.Message, DryRun: d.dryRun})
+		}
+		ws := res.Warnings
+		if w := skipWarning(res); w != "" {
+			ws = append([]string{w}, ws...)
+		}
+		out.Response.Warnings = limitWarnings(ws)
+	}
+	d.warnings = len(out.Response.Warnings)
+	return out, d
+}
+
+// namespaceWarnings are the cluster side's warnings for a pod the engine
+// injects (or would, in audit mode): a fresh slice, since the warner's is
+// shared.
+func (s *Server) namespaceWarnings(ns string, res inject.Result) []string {
+	if s.nsWarn == nil || res.Decision != inject.DecisionInject {
+		return nil
+	}
+	return slices.Clone(s.nsWarn.Warnings(ns))
+}
+
+// denyBadRequest answers a review whose object cannot be admitted: HTTP 200,
+// allowed false, code 400, the field named.
+func (s *Server) denyBadRequest(out *reviewOut, d decision, reason inject.Reason, msg string) (*reviewOut, decision) {
+	msg = "sidecar-injector: " + msg
+	out.deny(400, msg)
+	d.result, d.reason, d.message = ResultDenied, reason, msg
+	return out, d
+}
+
+// denyCode is the status code of an engine deny.
+func denyCode(r inject.Reason) int32 {
+	if r == inject.ReasonForbiddenSetting {
+		return 403
+	}
+	return 400
+}
+
+// skipWarning tells the user why a pod got no sidecar: a silent skip is the
+// most confusing outcome. Opting out is what the user asked for and an
+// already injected pod is a normal reinvocation, so those two stay quiet.
+func skipWarning(res inject.Result) string {
+	switch res.Reason {
+	case inject.ReasonOptedOut, inject.ReasonAlreadyInjected:
+		return ""
+	}
+	msg := res.Message
+	if msg == "" {
+		msg = string(res.Reason)
+	}
+	return "no sidecar (" + string(res.Reason) + "): " + msg
+}
+
+// auditWarning reports an audit-mode decision.
+func auditWarning(res inject.Result) string {
+	switch res.Decision {
+	case inject.DecisionInject:
+		return "sidecar audit: would inject (" + string(res.Reason) + "); the pod is not changed"
+	case inject.DecisionDeny:
+		return "sidecar audit: would deny (" + string(res.Reason) + "): " + res.Message
+	}
+	msg := res.Message
+	if msg == "" {
+		msg = string(res.Reason)
+	}
+	return "sidecar audit: would not inject (" + string(res.Reason) + "): " + msg
+}
+
+// logDecision writes the one log line of a decision.
+func (s *Server) logDecision(ctx context.Context, uid string, d decision, elapsed time.Duration) {
+	level := slog.LevelInfo
+	if d.result == ResultAllowed {
+		level = slog.LevelDebug // not a pod CREATE: the webhook rules should not even send these
+	}
+	if !s.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 12)
+	attrs = append(attrs,
+		slog.String("uid", uid),
+		slog.String("namespace", d.namespace),
+		slog.String("pod", d.pod),
+		slog.String("operation", d.operation),
+		slog.String("decision", string(d.result)), // the result label of the metric
+		slog.String("reason", string(d.reason)),
+		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+	)
+	if d.dryRun {
+		attrs = append(attrs, slog.Bool("dry_run", true))
+	}
+	if d.audit {
+		attrs = append(attrs, slog.Bool("audit", true))
+	}
+	if d.warnings > 0 {
+		attrs = append(attrs, slog.Int("warnings", d.warnings))
+	}
+	if d.message != "" {
+		attrs = append(attrs, slog.String("message", d.message))
+	}
+	s.log.LogAttrs(ctx, level, "admission", attrs...)
+}
+
+// failHTTP answers a request that is not a well-formed review: a non-200
+// status and a JSON Status body; counted as result error.
+func (s *Server) failHTTP(w http.ResponseWriter, start time.Time, err error) {
+	var br *badRequest
+	if !errors.As(err, &br) {
+		br = &badRequest{code: 500, reason: string(ReasonInternal), msg: err.Error()}
+	}
+	writeJSON(w, br.code, httpErrorBody(br.code, br.msg))
+	elapsed := s.now().Sub(start)
+	s.metrics.observe(ResultError, inject.Reason(br.reason), elapsed.Seconds())
+	s.log.Warn("admission request rejected", "code", br.code, "reason", br.reason, "error", br.msg,
+		"duration_ms", float64(elapsed.Microseconds())/1000)
+}
+
+// checkContentType accepts application/json with any parameters, but a
+// charset other than UTF-8 is refused (JSON is UTF-8).
+func checkContentType(ct string) error {
+	if ct == "application/json" {
+		return nil
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err == nil && mt == "application/json" {
+		if cs, ok := params["charset"]; !ok || equalFoldASCII(cs, "utf-8") || equalFoldASCII(cs, "utf8") {
+			return nil
+		}
+	}
+	return &badRequest{code: http.StatusUnsupportedMediaType, reason: string(ReasonUnsupportedMediaType),
+		msg: fmt.Sprintf("Content-Type %s: want application/json", quote(ct))}
+}
+
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// applyTimeout honours the apiserver's ?timeout=: the body must arrive
+// before it (the apiserver has given up by then). Bounded by maxRequestTimeout.
+func (s *Server) applyTimeout(w http.ResponseWriter, r *http.Request, start time.Time) error {
+	raw := r.URL.RawQuery
+	if raw == "" {
+		return nil
+	}
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return badRequestf("query %s: %v", quote(raw), err)
+	}
+	v := q.Get("timeout")
+	if v == "" {
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return badRequestf("query parameter timeout=%s: want a positive duration such as 10s", quote(v))
+	}
+	d = min(d, maxRequestTimeout)
+	if d < s.cfg.ReadTimeout {
+		// Best effort: not every ResponseWriter supports deadlines.
+		_ = http.NewResponseController(w).SetReadDeadline(start.Add(d))
+	}
+	return nil
+}
+
+// readBody reads the body into a pooled buffer, at most MaxBodyBytes+1 bytes
+// of it; a declared or actual size above the cap is a 413.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *[]byte, error) {
+	limit := s.cfg.MaxBodyBytes
+	if r.ContentLength > limit {
+		return nil, nil, &badRequest{code: http.StatusRequestEntityTooLarge, reason: string(ReasonBodyTooLarge),
+			msg: fmt.Sprintf("request body is %d bytes: at most %d accepted", r.ContentLength, limit)}
+	}
+	bp := s.bufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	if n := min(r.ContentLength, maxPooledBody); n > 0 && int64(cap(buf)) < n+1 {
+		// Sized from the declared length (+1: the read that sees EOF needs
+		// room), but never more than maxPooledBody up front: memory follows
+		// the bytes that arrive, not what a slow client declares.
+		buf = make([]byte, 0, n+1)
+	}
+	body := http.MaxBytesReader(w, r.Body, limit)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			*bp = buf
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return nil, bp, &badRequest{code: http.StatusRequestEntityTooLarge, reason: string(ReasonBodyTooLarge),
+					msg: fmt.Sprintf("request body is over %d bytes: at most %d accepted", limit, limit)}
+			}
+			code := http.StatusBadRequest
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				code = http.StatusRequestTimeout
+			}
+			return nil, bp, &badRequest{code: code, reason: string(ReasonReadError), msg: "read request body: " + err.Error()}
+		}
+	}
+	*bp = buf
+	return buf, bp, nil
+}
+
+func (s *Server) putOutBuf(b *bytes.Buffer) {
+	if b.Cap() > maxPooledBody {
+		return
+	}
+	b.Reset()
+	s.outBufs.Put(b)
+}
+
+func (s *Server) putBuf(bp *[]byte) {
+	if bp == nil || cap(*bp) > maxPooledBody {
+		return
+	}
+	*bp = (*bp)[:0]
+	s.bufs.Put(bp)
+}
+
+// writeJSON writes a complete JSON answer.
+func writeJSON(w http.ResponseWriter, code int, body []byte) {
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	h["X-Content-Type-Options"] = []string{"nosniff"}
+	w.WriteHeader(code)
+	_, _ = w.Write(body)
+}
