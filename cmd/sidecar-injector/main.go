@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"sort"
@@ -113,4 +114,30 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		return errUsage
 	}
 	return nil
+}
+
+// logConfig holds the log flags of the serving subcommands.
+type logConfig struct{ Format, Level string }
+
+func defaultLogConfig() logConfig { return logConfig{Format: "json", Level: "info"} }
+
+func (c *logConfig) AddFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Format, "log-format", c.Format, "log `format`: json (in the cluster) or text (on a terminal)")
+	fs.StringVar(&c.Level, "log-level", c.Level, "log `level`: debug, info, warn or error")
+}
+
+// logger builds the slog logger, or says which flag is wrong.
+func (c logConfig) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
+		return nil, fmt.Errorf("--log-level=%q: want debug, info, warn or error", c.Level)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.Format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format=%q: want json or text", c.Format)
 }

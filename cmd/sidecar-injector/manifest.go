@@ -189,7 +189,10 @@ func runUninject(_ context.Context, args []string, io stdio) error {
 	})
 }
 
-func runExplain(_ context.Context, args []string, io stdio) error {
+func runExplain(ctx context.Context, args []string, io stdio) error {
+	if explainClusterRequested(args) {
+		return runExplainClusterCmd(ctx, args, io)
+	}
 	c := defaultManifestConfig([]string{"text", "json"}, true)
 	if err := parseManifestFlags("explain", args, io, &c); err != nil {
 		return err

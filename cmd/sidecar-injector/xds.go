@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"runtime/pprof"
 
@@ -16,17 +15,16 @@ import (
 // runXDS is `sidecar-injector xds`: flags -> Config.Validate() -> wire -> run.
 func runXDS(ctx context.Context, args []string, io stdio) error {
 	cfg := xds.DefaultConfig()
-	logCfg := xdsLogConfig{Format: "json", Level: "info"}
+	logCfg := defaultLogConfig()
 	fs := newFlagSet("xds", io)
 	cfg.AddFlags(fs)
-	fs.StringVar(&logCfg.Format, "log-format", logCfg.Format, "log format: json or text")
-	fs.StringVar(&logCfg.Level, "log-level", logCfg.Level, "log level: debug, info, warn or error")
+	logCfg.AddFlags(fs)
 	cpuProfile := ""
 	fs.StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile of the whole run to this file (benchmarks)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	log, err := logCfg.logger(io)
+	log, err := logCfg.logger(io.err)
 	if err != nil {
 		return err
 	}
@@ -63,22 +61,4 @@ func startXDSProfile(path string) (stop func(), err error) {
 		pprof.StopCPUProfile()
 		f.Close()
 	}, nil
-}
-
-// xdsLogConfig holds the log flags of the xds command.
-type xdsLogConfig struct{ Format, Level string }
-
-func (c xdsLogConfig) logger(io stdio) (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.Level)
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	switch c.Format {
-	case "json":
-		return slog.New(slog.NewJSONHandler(io.err, opts)), nil
-	case "text":
-		return slog.New(slog.NewTextHandler(io.err, opts)), nil
-	}
-	return nil, fmt.Errorf("--log-format %q: want json or text", c.Format)
 }

@@ -26,8 +26,8 @@ func TestRunXDSFlags(t *testing.T) {
 	}{
 		"unknown flag":      {[]string{"--nope"}, true, "flag provided but not defined"},
 		"extra argument":    {[]string{"serve"}, true, "unexpected arguments"},
-		"bad log format":    {append(local, "--log-format", "xml"), false, `--log-format "xml": want json or text`},
-		"bad log level":     {append(local, "--log-level", "loud"), false, `--log-level "loud"`},
+		"bad log format":    {append(local, "--log-format", "xml"), false, `--log-format="xml": want json or text`},
+		"bad log level":     {append(local, "--log-level", "loud"), false, `--log-level="loud"`},
 		"bad address":       {[]string{"--listen-address", "18000", "--health-address", "127.0.0.1:0"}, false, `--listen-address "18000": want host:port`},
 		"cert without key":  {append(local, "--tls-cert-file", "x.crt"), false, "--tls-cert-file and --tls-key-file go together"},
 		"missing mesh file": {append(local, "--mesh-config", filepath.Join(dir, "none.yaml")), false, "none.yaml"},

@@ -36,7 +36,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/sidecar-injector/sidecar-injector/envoy"
 	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
 	"github.com/sidecar-injector/sidecar-injector/test/adsclient"
 	"github.com/sidecar-injector/sidecar-injector/test/testenv"
@@ -295,6 +294,30 @@ func (d *demo) startWebhook(ctx context.Context) (string, []byte, error) {
 	return "https://127.0.0.1:" + strconv.Itoa(ports[0]), ca.CertPEM, nil
 }
 
+// waitEnvoyConfig waits (at most 30 s) for the controller to write the
+// envoy-config ConfigMap into ns.
+func (d *demo) waitEnvoyConfig(ctx context.Context, ns string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cm, err := d.cs.CoreV1().ConfigMaps(ns).Get(ctx, inject.ConfigMapName, metav1.GetOptions{})
+		if err == nil && cm.Data[inject.ConfigMapKey] != "" {
+			fmt.Fprintf(d.out, "ConfigMap %s/%s written by the controller (%d bytes of Envoy bootstrap)\n", ns, inject.ConfigMapName, len(cm.Data[inject.ConfigMapKey]))
+			return nil
+		}
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("get ConfigMap %s/%s: %w", ns, inject.ConfigMapName, err)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the controller did not write ConfigMap %s/%s within 30s (see the webhook log)", ns, inject.ConfigMapName)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
 func (d *demo) startXDS(ctx context.Context) (string, error) {
 	ports, err := testenv.FreePorts(2)
 	if err != nil {
@@ -365,18 +388,10 @@ func (d *demo) applySample(ctx context.Context) (*corev1.Pod, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create namespace %s: %w", ns, err)
 	}
-	// The envoy-config ConfigMap the pod mounts, as the controller
-	// distributes it to enabled namespaces.
-	bootstrap, err := envoy.RenderBootstrap(envoy.DefaultBootstrapConfig())
-	if err != nil {
+	// The envoy-config ConfigMap the pod mounts: the controller inside the
+	// webhook writes it into every enabled namespace.
+	if err := d.waitEnvoyConfig(ctx, ns); err != nil {
 		return nil, err
-	}
-	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: inject.ConfigMapName},
-		Data:       map[string]string{inject.ConfigMapKey: string(bootstrap)},
-	}
-	if _, err := d.cs.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return nil, fmt.Errorf("create ConfigMap %s/%s: %w", ns, inject.ConfigMapName, err)
 	}
 	one := int32(1)
 	labels := map[string]string{"app": "shop"}

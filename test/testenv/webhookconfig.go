@@ -82,7 +82,7 @@ func DefaultWebhookOptions() WebhookOptions {
 		FailurePolicy:     admissionregistrationv1.Fail,
 		DefaultPolicy:     "disabled",
 		TimeoutSeconds:    5,
-		SideEffects:       admissionregistrationv1.SideEffectClassNone,
+		SideEffects:       admissionregistrationv1.SideEffectClassNoneOnDryRun,
 		MatchConditions:   true,
 	}
 }

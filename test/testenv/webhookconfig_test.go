@@ -133,7 +133,7 @@ func TestEntrySettings(t *testing.T) {
 		ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
 			{Key: "sidecar.io/inject", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"false"}},
 		}},
-		SideEffects:        ptr(admissionregistrationv1.SideEffectClassNone),
+		SideEffects:        ptr(admissionregistrationv1.SideEffectClassNoneOnDryRun),
 		TimeoutSeconds:     ptr(int32(5)),
 		ReinvocationPolicy: ptr(admissionregistrationv1.IfNeededReinvocationPolicy),
 		MatchConditions: []admissionregistrationv1.MatchCondition{

@@ -1,0 +1,97 @@
+package controller
+
+import (
+	"fmt"
+	"maps"
+
+	corev1 "k8s.io/api/core/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+
+	"github.com/sidecar-injector/sidecar-injector/envoy"
+	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
+)
+
+// ConfigSource gives the injector config in use; the webhook reloads it
+// from its file, the CLI loads it once.
+type ConfigSource interface {
+	// Injector returns the injector in use; nil before a config is loaded.
+	Injector() *inject.Injector
+}
+
+// ConfigSourceFunc adapts a function to ConfigSource.
+type ConfigSourceFunc func() *inject.Injector
+
+// Injector calls f.
+func (f ConfigSourceFunc) Injector() *inject.Injector { return f() }
+
+// StaticConfig is a ConfigSource that never changes.
+func StaticConfig(in *inject.Injector) ConfigSource {
+	return ConfigSourceFunc(func() *inject.Injector { return in })
+}
+
+// BootstrapFor is the bootstrap of the envoy-config ConfigMap for an
+// injector config: base (timeouts, TLS) with the xDS address and port from
+// the config's xds section and the admin port from ports.admin.
+func BootstrapFor(base envoy.BootstrapConfig, cfg *inject.Config) envoy.BootstrapConfig {
+	b := base
+	b.XDSAddress = cfg.XDS.Address
+	b.XDSPort = uint32(cfg.XDS.Port)
+	b.AdminPort = uint32(cfg.Ports.Admin)
+	return b
+}
+
+// desired is what the controller works from: one injector config and the
+// envoy-config content rendered from it.
+type desired struct {
+	injector *inject.Injector
+	cfg      inject.Config
+	hash     string
+	data     map[string]string // the ConfigMap's data: envoy.yaml
+}
+
+func newDesired(in *inject.Injector, base envoy.BootstrapConfig) (*desired, error) {
+	cfg := in.Config()
+	y, err := envoy.RenderBootstrap(BootstrapFor(base, &cfg))
+	if err != nil {
+		return nil, fmt.Errorf("render the envoy-config bootstrap for injector config %s: %w", in.Hash(), err)
+	}
+	return &desired{injector: in, cfg: cfg, hash: in.Hash(), data: map[string]string{inject.ConfigMapKey: string(y)}}, nil
+}
+
+// ourLabels are the labels of the ConfigMaps we make.
+func ourLabels() map[string]string {
+	return map[string]string{ManagedByLabel: ManagedByValue}
+}
+
+// applyConfig is the server-side apply request for ns's envoy-config. With
+// resourceVersion set the apply fails if the object changed since (an
+// optimistic lock: we never overwrite what we have not seen as ours).
+func (d *desired) applyConfig(ns, resourceVersion string) *corev1ac.ConfigMapApplyConfiguration {
+	ac := corev1ac.ConfigMap(inject.ConfigMapName, ns).
+		WithLabels(ourLabels()).
+		WithData(maps.Clone(d.data))
+	if resourceVersion != "" {
+		ac = ac.WithResourceVersion(resourceVersion)
+	}
+	return ac
+}
+
+// upToDate says whether cm already holds what we would apply: then no
+// write at all (not even a no-op apply) happens. Keys or labels others
+// added are theirs: server-side apply leaves them, and so does this check.
+func (d *desired) upToDate(cm *corev1.ConfigMap) bool {
+	if cm == nil {
+		return false
+	}
+	for k, v := range d.data {
+		if got, ok := cm.Data[k]; !ok || got != v {
+			return false
+		}
+	}
+	for k, v := range ourLabels() {
+		if cm.Labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
