@@ -79,14 +79,26 @@ The webhook serving certificate, made once per render and memoised on .Values
 so that the Secret, the caBundle and the pod checksum all use the same one.
 Kept across upgrades: the existing Secret is looked up and its CA reused; the
 serving certificate is renewed under that CA when it expires within
-certificates.renewBeforeDays. Returns JSON: caCert, cert, key (PEM), caKey,
-notAfter (unix seconds).
+certificates.renewBeforeDays, or when its names change (webhook.url). Returns
+JSON: caCert, cert, key (PEM), caKey, notAfter (unix seconds), sans (a hash
+of the names).
 */}}
 {{- define "si.certs" -}}
 {{- if not (hasKey .Values "_certs") -}}
 {{- $svc := include "si.webhookService" . -}}
 {{- $ns := .Release.Namespace -}}
 {{- $dns := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) -}}
+{{- $ips := list -}}
+{{- /* A webhook outside the cluster (webhook.url) is reached by that URL's host: the certificate names it too. */ -}}
+{{- with .Values.webhook.url -}}
+{{- $host := (urlParse .).hostname -}}
+{{- if or (regexMatch "^[0-9.]+$" $host) (contains ":" $host) -}}
+{{- $ips = append $ips $host -}}
+{{- else -}}
+{{- $dns = append $dns $host -}}
+{{- end -}}
+{{- end -}}
+{{- $sans := sha256sum (toJson (list $dns $ips)) | trunc 16 -}}
 {{- $days := int .Values.certificates.validityDays -}}
 {{- $existing := lookup "v1" "Secret" $ns (include "si.tlsSecret" .) -}}
 {{- $ca := dict -}}
@@ -95,7 +107,8 @@ notAfter (unix seconds).
 {{- $ca = buildCustomCert (index $existing.data "ca.crt") (index $existing.data "ca.key") -}}
 {{- $notAfter := int64 (default "0" (index (default (dict) $existing.metadata.annotations) "sidecar.io/not-after")) -}}
 {{- $renewAt := add (now | unixEpoch) (mul (int .Values.certificates.renewBeforeDays) 86400) -}}
-{{- if gt $notAfter $renewAt -}}
+{{- $oldSANs := index (default (dict) $existing.metadata.annotations) "sidecar.io/sans" -}}
+{{- if and (gt $notAfter $renewAt) (eq $oldSANs $sans) -}}
 {{- $_ := set $out "cert" (index $existing.data "tls.crt" | b64dec) -}}
 {{- $_ := set $out "key" (index $existing.data "tls.key" | b64dec) -}}
 {{- $_ := set $out "notAfter" $notAfter -}}
@@ -104,11 +117,12 @@ notAfter (unix seconds).
 {{- $ca = genCA (printf "%s-ca" (include "si.fullname" .)) (int .Values.certificates.caValidityDays) -}}
 {{- end -}}
 {{- if not (hasKey $out "cert") -}}
-{{- $leaf := genSignedCert (printf "%s.%s.svc" $svc $ns) nil $dns $days $ca -}}
+{{- $leaf := genSignedCert (printf "%s.%s.svc" $svc $ns) $ips $dns $days $ca -}}
 {{- $_ := set $out "cert" $leaf.Cert -}}
 {{- $_ := set $out "key" $leaf.Key -}}
 {{- $_ := set $out "notAfter" (add (now | unixEpoch) (mul $days 86400)) -}}
 {{- end -}}
+{{- $_ := set $out "sans" $sans -}}
 {{- $_ := set $out "caCert" $ca.Cert -}}
 {{- $_ := set $out "caKey" $ca.Key -}}
 {{- $_ := set .Values "_certs" $out -}}
