@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks the admission webhook against the null webhook of the shared
 # benchmark kit (../shared/bench: admitload + nullhook), one after the other
-# on this machine, and writes the ratio table to docs/benchmarks-webhook.md.
+# on this machine, and writes the ratio table into docs/benchmarks.md (its
+# "webhook" generated section; the analysis around it is kept).
 #
 # Environment (all optional):
 #   BENCH_DURATION     measured time per run          (default 10s)
@@ -9,7 +10,7 @@
 #   BENCH_CONCURRENCY  comma-separated levels          (default 1,16,64)
 #   BENCH_WARMUP       unmeasured warm-up per run      (default 1s)
 #   BENCH_KIT          the kit's directory             (default <repo>/../shared/bench)
-#   BENCH_OUT          the Markdown file written       (default docs/benchmarks-webhook.md)
+#   BENCH_OUT          the Markdown file updated       (default docs/benchmarks.md)
 #   BENCH_PROFILE      if set, a CPU profile of the webhook at c=16 is written there
 # A quick run: BENCH_DURATION=2s BENCH_REPS=1 hack/bench-webhook.sh
 set -euo pipefail
@@ -21,11 +22,14 @@ if [ ! -f "$kit/admitload/go.mod" ] || [ ! -f "$kit/nullhook/go.mod" ]; then
   exit 1
 fi
 cd "$root"
-exec go run ./hack/benchwebhook \
+table=$(mktemp)
+trap 'rm -f "$table"' EXIT
+go run ./hack/benchwebhook \
   -kit "$kit" \
-  -out "${BENCH_OUT:-docs/benchmarks-webhook.md}" \
+  -out "$table" \
   -duration "${BENCH_DURATION:-10s}" \
   -warmup "${BENCH_WARMUP:-1s}" \
   -reps "${BENCH_REPS:-3}" \
   -concurrency "${BENCH_CONCURRENCY:-1,16,64}" \
   -profile "${BENCH_PROFILE:-}"
+go run ./hack/docsection -file "${BENCH_OUT:-docs/benchmarks.md}" -section webhook <"$table"

@@ -9,7 +9,8 @@
 #   BENCH_XDS_CONNS=                gRPC connections (default: one per 100 streams)
 #   BENCH_XDS_TIMEOUT=120s          bound of each run
 #   BENCH_XDS_OUT=                  keep logs, results and profiles here
-#   BENCH_XDS_SERVER_GOGC=          GOGC of the server only (Go default 100)
+#   BENCH_XDS_SERVER_GOGC=          GOGC of the server only (default: the binary's --gc-percent)
+#   BENCH_XDS_DOC=docs/benchmarks.md  the file whose "xds" section gets the table
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -67,10 +68,17 @@ for n in $ns; do
   $go tool pprof -top -nodecount=25 "$out/sidecar-injector" "$out/cpu-$n.pprof" >"$out/profile-$n.txt" 2>/dev/null || true
 done
 
+table="$out/table.md"
+{
+echo "Measured $(date -u +%Y-%m-%d) on $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $($go env GOVERSION); server GC percent: ${BENCH_XDS_SERVER_GOGC:-the binary default}; $groups port layouts."
 echo
 echo "| proxies | gRPC conns | snapshots | connect all | first config to all | settings push ACKed by all (server side) | server RSS | RSS per proxy | server CPU connect / first / push | load generator CPU |"
 echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 printf '%s\n' "${rows[@]}"
+} >"$table"
+cat "$table"
+$go run ./hack/docsection -file "${BENCH_XDS_DOC:-docs/benchmarks.md}" -section xds <"$table"
+echo "bench-xds: table written to ${BENCH_XDS_DOC:-docs/benchmarks.md}" >&2
 for n in $ns; do
   echo
   echo "Server CPU profile, N=$n (top 25 by flat time; $out/profile-$n.txt):"

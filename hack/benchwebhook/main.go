@@ -47,7 +47,7 @@ func main() {
 	var o options
 	var conc string
 	flag.StringVar(&o.kit, "kit", "", "the benchmark kit directory (holding admitload/ and nullhook/)")
-	flag.StringVar(&o.out, "out", "docs/benchmarks-webhook.md", "Markdown file to write")
+	flag.StringVar(&o.out, "out", "benchmark-webhook.md", "file the generated Markdown is written to (the script puts it into docs/benchmarks.md)")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time of each run")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warm-up of each run")
 	flag.IntVar(&o.reps, "reps", 3, "repetitions (medians are reported)")
@@ -173,9 +173,6 @@ func run(o options) error {
 	fmt.Print(md)
 	if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
 		return err
-	}
-	if old, err := os.ReadFile(o.out); err == nil {
-		md = keepNotes(md, string(old))
 	}
 	if err := os.WriteFile(o.out, []byte(md), 0o644); err != nil {
 		return err

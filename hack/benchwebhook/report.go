@@ -112,7 +112,6 @@ func verdict(ok bool) string {
 func render(o options, env string, rows []row, patchCheck string) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	p("## Webhook benchmark\n\n")
 	p("`make bench-webhook` (hack/bench-webhook.sh) on %s, %s. ", env, time.Now().UTC().Format("2006-01-02"))
 	p("The shared kit's `nullhook` and `sidecar-injector webhook` (default config, outside a cluster) ran one after the other, ")
 	p("%d repetitions of each, driven by `admitload -h2` (one HTTP/2 connection, like kube-apiserver) for %s after a %s warm-up ", o.reps, o.duration, o.warmup)
@@ -152,18 +151,6 @@ func render(o options, env string, rows []row, patchCheck string) string {
 	}
 	p("\nAbsolute figures move from run to run on a shared machine; the ratios are the result.\n")
 	return b.String()
-}
-
-// notesMarker starts the hand-written part of the report, which a new run
-// keeps.
-const notesMarker = "<!-- notes: kept when bench-webhook rewrites this file -->"
-
-// keepNotes appends the hand-written notes of the previous report, if any.
-func keepNotes(generated, previous string) string {
-	if i := strings.Index(previous, notesMarker); i >= 0 {
-		return generated + "\n" + previous[i:]
-	}
-	return generated
 }
 
 // checkInjection applies the webhook's patch to admitload's pod and checks

@@ -45,13 +45,3 @@ func TestSummarizeAndRender(t *testing.T) {
 		}
 	}
 }
-
-func TestKeepNotes(t *testing.T) {
-	prev := "old table\n\n" + notesMarker + "\n## Notes\nkept\n"
-	if got, want := keepNotes("new table\n", prev), "new table\n\n"+notesMarker+"\n## Notes\nkept\n"; got != want {
-		t.Errorf("keepNotes = %q, want %q", got, want)
-	}
-	if got := keepNotes("new\n", "no notes"); got != "new\n" {
-		t.Errorf("keepNotes without notes = %q", got)
-	}
-}
