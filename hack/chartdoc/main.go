@@ -52,8 +52,8 @@ func run(dir string) error {
 	}
 
 	var rows []row
-	var path []string   // keys by indentation level
-	var indents []int   // indentation of each path element
+	var path []string    // keys by indentation level
+	var indents []int    // indentation of each path element
 	var pending []string // "# --" comment lines waiting for their key
 	sc := bufio.NewScanner(bytes.NewReader(values))
 	for sc.Scan() {
