@@ -8,7 +8,6 @@ import (
 	"runtime/pprof"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sidecar-injector/sidecar-injector/pkg/xds"
 )
@@ -38,7 +37,6 @@ func runXDS(ctx context.Context, args []string, io stdio) error {
 	}
 	gc.apply(log)
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	app, err := xds.New(cfg, log, reg, reg)
 	if err != nil {
 		return err

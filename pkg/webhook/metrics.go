@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	"runtime"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -144,11 +143,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "What proxy.nativeSidecar auto resolves to: 1 native sidecars (cluster 1.29+, or version unknown), 0 classic.",
 		}),
 	}
-	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "sidecar_injector_build_info",
-		Help: "Always 1; labels carry the injector version and the Go version it was built with.",
-	}, []string{"version", "goversion"})
-	buildInfo.WithLabelValues(version.Get(), runtime.Version()).Set(1)
+	buildInfo := version.NewCollector("webhook")
 
 	reg.MustRegister(m.requests, m.duration, m.inFlight, m.panics, m.explains,
 		m.configInfo, m.configReloads, m.configLastReload,

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sidecar-injector/sidecar-injector/internal/version"
 )
@@ -69,14 +70,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Reloads of the serving certificate, by result (error: old certificate kept).",
 		}, []string{"result"}),
 	}
-	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name:        "sidecar_injector_build_info",
-		Help:        "Always 1; the version label is the build of this process.",
-		ConstLabels: prometheus.Labels{"version": version.Get(), "component": "xds"},
-	})
-	buildInfo.Set(1)
 	reg.MustRegister(m.ConnectedProxies, m.Snapshots, m.Requests, m.Responses, m.InvalidMetadata,
-		m.BuildDuration, m.PushDuration, m.SettingsReloads, m.TLSReloads, buildInfo)
+		m.BuildDuration, m.PushDuration, m.SettingsReloads, m.TLSReloads, version.NewCollector("xds"),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Every series exists from the start, at 0.
 	for _, t := range []string{"cds", "lds"} {
 		for _, r := range []string{ResultInitial, ResultACK, ResultNACK} {

@@ -545,7 +545,7 @@ func TestHealthPort(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parse /metrics: %v", err)
 	}
-	allowed := map[string]bool{"type": true, "result": true, "reason": true, "version": true, "component": true}
+	allowed := map[string]bool{"type": true, "result": true, "reason": true, "version": true, "goversion": true, "component": true}
 	for _, name := range []string{
 		"sidecar_injector_xds_connected_proxies", "sidecar_injector_xds_snapshots", "sidecar_injector_xds_requests_total",
 		"sidecar_injector_xds_responses_total", "sidecar_injector_xds_snapshot_build_duration_seconds",
