@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -164,16 +163,5 @@ func runExplainCluster(ctx context.Context, c explainClusterConfig, io stdio) er
 	if err != nil {
 		return err
 	}
-	var out bytes.Buffer
-	if c.Output == "json" {
-		enc := json.NewEncoder(&out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(report); err != nil {
-			return err
-		}
-	} else if err := report.WriteText(&out); err != nil {
-		return err
-	}
-	_, err = io.out.Write(out.Bytes())
-	return err
+	return writeReport(io, c.Output, report, func(b *bytes.Buffer) error { return report.WriteText(b) })
 }

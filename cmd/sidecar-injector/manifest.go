@@ -209,17 +209,26 @@ func runExplain(ctx context.Context, args []string, io stdio) error {
 	if err != nil {
 		return err
 	}
+	return writeReport(io, c.Output, ex, func(b *bytes.Buffer) error {
+		writeExplanations(b, ex)
+		return nil
+	})
+}
+
+// writeReport writes v as indented JSON (format "json") or as text, and
+// only once all of it is rendered: a failure leaves standard output empty.
+func writeReport(io stdio, format string, v any, text func(*bytes.Buffer) error) error {
 	var out bytes.Buffer
-	if c.Output == "json" {
+	if format == "json" {
 		enc := json.NewEncoder(&out)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(ex); err != nil {
+		if err := enc.Encode(v); err != nil {
 			return err
 		}
-	} else {
-		writeExplanations(&out, ex)
+	} else if err := text(&out); err != nil {
+		return err
 	}
-	_, err = io.out.Write(out.Bytes())
+	_, err := io.out.Write(out.Bytes())
 	return err
 }
 
