@@ -261,9 +261,14 @@ func TestControllerEnvoyConfig(t *testing.T) {
 	setNamespaceLabel(t, ns, inject.NamespaceLabel, &enabled)
 	took := poll(t, appearWithin, "envoy-config after labelling "+ns, hasContent(ns, wantBootstrap(t, cfg)))
 	t.Logf("envoy-config appeared %s after the label", took.Round(time.Millisecond))
-	if s, psa := c.c.NamespaceState(ns); s != controller.ConfigMapOurs || psa != "" || len(c.c.Warnings(ns)) != 0 {
-		t.Errorf("state %q, Pod Security %q, warnings %q: want ours, none, none", s, psa, c.c.Warnings(ns))
-	}
+	// The controller records the state once its write returns, a moment
+	// after the ConfigMap is visible in the API.
+	poll(t, appearWithin, "the controller's state of "+ns, func(context.Context) error {
+		if s, psa := c.c.NamespaceState(ns); s != controller.ConfigMapOurs || psa != "" || len(c.c.Warnings(ns)) != 0 {
+			return fmt.Errorf("state %q, Pod Security %q, warnings %q: want ours, none, none", s, psa, c.c.Warnings(ns))
+		}
+		return nil
+	})
 
 	// The bootstrap settings change (the xDS Service moves): the content follows.
 	cfg.XDS.Address, cfg.XDS.Port = "xds.elsewhere.svc", 18443
