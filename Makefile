@@ -81,5 +81,8 @@ notice: ## regenerate NOTICE from go.mod and the module cache
 
 .PHONY: verify
 verify: lint ## regenerate goldens and NOTICE and fail on any difference
-	$(MAKE) update-golden notice chart-docs
-	@git diff --exit-code -- . || { echo "verify: generated files are out of date (see diff above)"; exit 1; }
+	@state() { { git diff; git status --porcelain --untracked-files=all; } | sha256sum; }; \
+	before=$$(state); \
+	$(MAKE) update-golden notice chart-docs >/dev/null; \
+	if [ "$$(state)" != "$$before" ]; then git status --short; echo "verify: generated files were out of date and have been rewritten (see git diff)"; exit 1; fi; \
+	echo "verify: goldens, NOTICE and chart README are up to date"

@@ -261,7 +261,7 @@ func run(ctx context.Context, c config) (*result, error) {
 	for _, p := range proxies {
 		go func() {
 			<-go0
-			if err := p.loop(firstDone); err != nil && streamCtx.Err() == nil {
+			if err := p.loop(firstDone); streamCtx.Err() == nil { // loop returns only when its stream fails
 				runErr <- fmt.Errorf("proxy %d: %w", p.id, err)
 			}
 		}()

@@ -48,7 +48,7 @@ func run(dir string) error {
 	}
 	var meta struct{ Name, Description, Version, AppVersion, KubeVersion string }
 	if err := yaml.Unmarshal(chart, &meta); err != nil {
-		return fmt.Errorf("Chart.yaml: %w", err)
+		return fmt.Errorf("parse Chart.yaml: %w", err)
 	}
 
 	var rows []row

@@ -3,6 +3,7 @@ package controller
 import (
 	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,9 +29,9 @@ func realisticPod(i int) *metav1.PartialObjectMetadata {
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d8f9c7b6d", UID: "8d7e6f5a-4b3c-2d1e-0f9a-8b7c6d5e4f3a", Controller: new(true), BlockOwnerDeletion: new(true)}},
 			ManagedFields: []metav1.ManagedFieldsEntry{
 				{Manager: "kube-controller-manager", Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "v1", FieldsType: "FieldsV1",
-					FieldsV1: &metav1.FieldsV1{Raw: make([]byte, 1500)}},
+					FieldsV1: metav1.NewFieldsV1(strings.Repeat("x", 1500))},
 				{Manager: "kubelet", Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "v1", FieldsType: "FieldsV1", Subresource: "status",
-					FieldsV1: &metav1.FieldsV1{Raw: make([]byte, 2500)}},
+					FieldsV1: metav1.NewFieldsV1(strings.Repeat("x", 2500))},
 			},
 		},
 	}

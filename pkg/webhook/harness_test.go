@@ -436,6 +436,3 @@ func patchOps(t testing.TB, patch []byte) []map[string]any {
 	}
 	return ops
 }
-
-// patchString is the patch as text for "contains" checks.
-func patchString(a answer) string { return string(a.Response.Patch) }
