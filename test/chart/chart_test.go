@@ -5,16 +5,13 @@
 package chart
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -30,7 +27,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
 	psaapi "k8s.io/pod-security-admission/api"
 	"k8s.io/pod-security-admission/policy"
@@ -91,36 +87,16 @@ func TestLint(t *testing.T) {
 	}
 }
 
-type object struct {
-	raw  []byte
-	kind string
-	name string
-}
+// object is one rendered object.
+type object = testenv.Manifest
 
 func split(t *testing.T, manifests []byte) []object {
 	t.Helper()
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(manifests)))
-	var objs []object
-	for {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			return objs
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		var head struct {
-			Kind     string
-			Metadata struct{ Name string }
-		}
-		if err := yaml.Unmarshal(doc, &head); err != nil {
-			t.Fatal(err)
-		}
-		if head.Kind == "" {
-			continue
-		}
-		objs = append(objs, object{raw: doc, kind: head.Kind, name: head.Metadata.Name})
+	objs, err := testenv.SplitManifests(manifests)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return objs
 }
 
 // crdKinds are rendered objects of CRDs: no k8s.io/api type to check them with.
@@ -150,7 +126,7 @@ func TestRender(t *testing.T) {
 				labels := checkObject(t, strict, o)
 				for _, l := range []string{"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version", "app.kubernetes.io/managed-by", "helm.sh/chart"} {
 					if _, ok := labels[l]; !ok {
-						t.Errorf("%s %s: no label %s", o.kind, o.name, l)
+						t.Errorf("%s %s: no label %s", o.Kind, o.Name, l)
 					}
 				}
 			}
@@ -179,26 +155,26 @@ func TestRender(t *testing.T) {
 // fails) and checks what the chart promises about it; it returns the labels.
 func checkObject(t *testing.T, strict runtime.Decoder, o object) map[string]string {
 	t.Helper()
-	if slices.Contains(crdKinds, o.kind) {
+	if slices.Contains(crdKinds, o.Kind) {
 		var u struct {
 			Metadata struct{ Labels map[string]string }
 		}
-		if err := yaml.Unmarshal(o.raw, &u); err != nil {
-			t.Fatalf("%s %s: %v", o.kind, o.name, err)
+		if err := yaml.Unmarshal(o.Raw, &u); err != nil {
+			t.Fatalf("%s %s: %v", o.Kind, o.Name, err)
 		}
 		return u.Metadata.Labels
 	}
-	js, err := yaml.YAMLToJSON(o.raw)
+	js, err := yaml.YAMLToJSON(o.Raw)
 	if err != nil {
 		t.Fatal(err)
 	}
 	obj, _, err := strict.Decode(js, nil, nil)
 	if err != nil {
-		t.Fatalf("%s %s does not decode strictly into its k8s.io/api type: %v", o.kind, o.name, err)
+		t.Fatalf("%s %s does not decode strictly into its k8s.io/api type: %v", o.Kind, o.Name, err)
 	}
 	acc, ok := obj.(interface{ GetLabels() map[string]string })
 	if !ok {
-		t.Fatalf("%s %s: no metadata", o.kind, o.name)
+		t.Fatalf("%s %s: no metadata", o.Kind, o.Name)
 	}
 	if cm, ok := obj.(*corev1.ConfigMap); ok {
 		checkConfigMap(t, cm)
@@ -270,20 +246,20 @@ func TestInjectorPodsRestricted(t *testing.T) {
 	}
 	var deployments int
 	for _, o := range split(t, render(t, "")) {
-		if o.kind != "Deployment" {
+		if o.Kind != "Deployment" {
 			continue
 		}
 		deployments++
 		var d struct {
 			Spec struct{ Template corev1.PodTemplateSpec }
 		}
-		if err := yaml.Unmarshal(o.raw, &d); err != nil {
+		if err := yaml.Unmarshal(o.Raw, &d); err != nil {
 			t.Fatal(err)
 		}
 		lv := psaapi.LevelVersion{Level: psaapi.LevelRestricted, Version: psaapi.LatestVersion()}
 		for _, r := range eval.EvaluatePod(lv, &d.Spec.Template.ObjectMeta, &d.Spec.Template.Spec) {
 			if !r.Allowed {
-				t.Errorf("Deployment %s violates restricted: %s: %s", o.name, r.ForbiddenReason, r.ForbiddenDetail)
+				t.Errorf("Deployment %s violates restricted: %s: %s", o.Name, r.ForbiddenReason, r.ForbiddenDetail)
 			}
 		}
 	}
@@ -298,14 +274,14 @@ func TestCertificates(t *testing.T) {
 	var secret corev1.Secret
 	var bundles [][]byte
 	for _, o := range split(t, render(t, "")) {
-		switch o.kind {
+		switch o.Kind {
 		case "Secret":
-			if err := yaml.Unmarshal(o.raw, &secret); err != nil {
+			if err := yaml.Unmarshal(o.Raw, &secret); err != nil {
 				t.Fatal(err)
 			}
 		case "MutatingWebhookConfiguration":
 			var mwc admissionregistrationv1.MutatingWebhookConfiguration
-			if err := yaml.Unmarshal(o.raw, &mwc); err != nil {
+			if err := yaml.Unmarshal(o.Raw, &mwc); err != nil {
 				t.Fatal(err)
 			}
 			for _, w := range mwc.Webhooks {

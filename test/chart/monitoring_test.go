@@ -18,7 +18,7 @@ func kinds(t *testing.T, manifests []byte) map[string][]object {
 	t.Helper()
 	m := map[string][]object{}
 	for _, o := range split(t, manifests) {
-		m[o.kind] = append(m[o.kind], o)
+		m[o.Kind] = append(m[o.Kind], o)
 	}
 	return m
 }
@@ -59,7 +59,7 @@ func TestPrometheusRule(t *testing.T) {
 			} `json:"metadata"`
 			Spec map[string]any `json:"spec"`
 		}
-		if err := yaml.Unmarshal(objs[0].raw, &pr); err != nil {
+		if err := yaml.Unmarshal(objs[0].Raw, &pr); err != nil {
 			t.Fatal(err)
 		}
 		if pr.APIVersion != "monitoring.coreos.com/v1" || pr.Metadata.Labels["release"] != "monitoring" {
@@ -87,16 +87,16 @@ func TestPrometheusRule(t *testing.T) {
 // for the Grafana sidecar holding files/dashboard.json unchanged.
 func TestDashboardConfigMap(t *testing.T) {
 	for _, o := range kinds(t, render(t, ""))["ConfigMap"] {
-		if strings.HasSuffix(o.name, "-dashboard") {
-			t.Fatalf("dashboard ConfigMap %s rendered by default: want it off", o.name)
+		if strings.HasSuffix(o.Name, "-dashboard") {
+			t.Fatalf("dashboard ConfigMap %s rendered by default: want it off", o.Name)
 		}
 	}
 	var cm *corev1.ConfigMap
 	for _, o := range kinds(t, render(t, "", "--set", "dashboard.enabled=true", "--set", "dashboard.namespace=monitoring",
 		"--set-string", "dashboard.annotations.grafana_folder=Mesh"))["ConfigMap"] {
-		if strings.HasSuffix(o.name, "-dashboard") {
+		if strings.HasSuffix(o.Name, "-dashboard") {
 			cm = &corev1.ConfigMap{}
-			if err := yaml.UnmarshalStrict(o.raw, cm); err != nil {
+			if err := yaml.UnmarshalStrict(o.Raw, cm); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -19,17 +19,17 @@ func rbacObjects(t *testing.T, extra ...string) (map[string][]rbacv1.PolicyRule,
 	rules := map[string][]rbacv1.PolicyRule{}
 	subjects := map[string][]rbacv1.Subject{}
 	for _, o := range split(t, render(t, "", extra...)) {
-		switch o.kind {
+		switch o.Kind {
 		case "Role", "ClusterRole":
 			var r rbacv1.ClusterRole // a Role has the same rules field
-			if err := yaml.UnmarshalStrict(o.raw, &r); err != nil {
-				t.Fatalf("%s %s: %v", o.kind, o.name, err)
+			if err := yaml.UnmarshalStrict(o.Raw, &r); err != nil {
+				t.Fatalf("%s %s: %v", o.Kind, o.Name, err)
 			}
-			rules[o.kind+"/"+o.name] = r.Rules
+			rules[o.Kind+"/"+o.Name] = r.Rules
 		case "RoleBinding", "ClusterRoleBinding":
 			var b rbacv1.ClusterRoleBinding
-			if err := yaml.UnmarshalStrict(o.raw, &b); err != nil {
-				t.Fatalf("%s %s: %v", o.kind, o.name, err)
+			if err := yaml.UnmarshalStrict(o.Raw, &b); err != nil {
+				t.Fatalf("%s %s: %v", o.Kind, o.Name, err)
 			}
 			subjects[b.RoleRef.Kind+"/"+b.RoleRef.Name] = append(subjects[b.RoleRef.Kind+"/"+b.RoleRef.Name], b.Subjects...)
 		}
@@ -47,16 +47,16 @@ func TestRBACNoWildcards(t *testing.T) {
 	roles := 0
 	for _, file := range sets {
 		for _, o := range split(t, render(t, file)) {
-			if o.kind != "Role" && o.kind != "ClusterRole" {
+			if o.Kind != "Role" && o.Kind != "ClusterRole" {
 				continue
 			}
 			roles++
 			var r rbacv1.ClusterRole
-			if err := yaml.UnmarshalStrict(o.raw, &r); err != nil {
-				t.Fatalf("%s: %s %s: %v", file, o.kind, o.name, err)
+			if err := yaml.UnmarshalStrict(o.Raw, &r); err != nil {
+				t.Fatalf("%s: %s %s: %v", file, o.Kind, o.Name, err)
 			}
 			if r.AggregationRule != nil {
-				t.Errorf("%s: %s %s aggregates other roles: its rules are not visible here", file, o.kind, o.name)
+				t.Errorf("%s: %s %s aggregates other roles: its rules are not visible here", file, o.Kind, o.Name)
 			}
 			for i, rule := range r.Rules {
 				for field, values := range map[string][]string{
@@ -65,12 +65,12 @@ func TestRBACNoWildcards(t *testing.T) {
 				} {
 					for _, v := range values {
 						if strings.Contains(v, "*") {
-							t.Errorf("%s: %s %s rule %d: %s has wildcard %q", file, o.kind, o.name, i, field, v)
+							t.Errorf("%s: %s %s rule %d: %s has wildcard %q", file, o.Kind, o.Name, i, field, v)
 						}
 					}
 				}
 				if len(rule.Verbs) == 0 || len(rule.Resources) == 0 {
-					t.Errorf("%s: %s %s rule %d: want explicit verbs and resources, got %+v", file, o.kind, o.name, i, rule)
+					t.Errorf("%s: %s %s rule %d: want explicit verbs and resources, got %+v", file, o.Kind, o.Name, i, rule)
 				}
 			}
 		}

@@ -3,13 +3,11 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -31,7 +29,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
@@ -626,18 +623,17 @@ func TestControllerChartRBAC(t *testing.T) {
 
 func chartClusterRole(t *testing.T, manifests []byte) *rbacv1.ClusterRole {
 	t.Helper()
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(manifests)))
-	for i := 0; i < 1000; i++ {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
+	objs, err := testenv.SplitManifests(manifests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		if o.Kind != "ClusterRole" {
+			continue
 		}
 		var role rbacv1.ClusterRole
-		if err := yaml.Unmarshal(doc, &role); err != nil || role.Kind != "ClusterRole" {
-			continue
+		if err := yaml.Unmarshal(o.Raw, &role); err != nil {
+			t.Fatal(err)
 		}
 		return &role
 	}

@@ -106,7 +106,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = proc.Stop(10 * time.Second) })
 	if err := testenv.WaitFor(ctx, proc, waitTimeout, func(ctx context.Context) error {
-		return httpGet(ctx, "http://127.0.0.1:"+strconv.Itoa(ports[1])+"/readyz")
+		return testenv.GetOK(ctx, "http://127.0.0.1:"+strconv.Itoa(ports[1])+"/readyz")
 	}); err != nil {
 		t.Fatalf("webhook with the release's certificate not ready: %v\n%s", err, proc.LogTail(20))
 	}

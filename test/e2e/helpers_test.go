@@ -95,7 +95,7 @@ func (s *suite) startWebhook(ctx context.Context, name string) (*webhookProc, er
 			return nil, err
 		}
 		err = testenv.WaitFor(ctx, w.proc, waitTimeout, func(ctx context.Context) error {
-			return httpGet(ctx, w.healthURL+"/readyz")
+			return testenv.GetOK(ctx, w.healthURL+"/readyz")
 		})
 		if err == nil {
 			return w, nil
@@ -172,22 +172,6 @@ func (w *webhookProc) servingSerial(ctx context.Context) (string, error) {
 	}
 	defer conn.Close()
 	return conn.(*tls.Conn).ConnectionState().PeerCertificates[0].SerialNumber.String(), nil
-}
-
-func httpGet(ctx context.Context, url string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return nil
 }
 
 // certDir is a directory laid out like a kubelet Secret volume: the files

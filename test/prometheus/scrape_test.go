@@ -1,13 +1,11 @@
 package promtest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,7 +25,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
 	"github.com/sidecar-injector/sidecar-injector/test/adsclient"
@@ -183,18 +180,17 @@ func TestPrometheusScrape(t *testing.T) {
 func podAnnotations(t *testing.T, manifests []byte) map[string]map[string]string {
 	t.Helper()
 	out := map[string]map[string]string{}
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(manifests)))
-	for i := 0; i < 1000; i++ {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
+	objs, err := testenv.SplitManifests(manifests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		if o.Kind != "Deployment" {
+			continue
 		}
 		var d appsv1.Deployment
-		if err := yaml.Unmarshal(doc, &d); err != nil || d.Kind != "Deployment" {
-			continue
+		if err := yaml.Unmarshal(o.Raw, &d); err != nil {
+			t.Fatal(err)
 		}
 		out[d.Spec.Template.Labels["app.kubernetes.io/component"]] = d.Spec.Template.Annotations
 	}
@@ -273,19 +269,7 @@ func start(t *testing.T, spec testenv.ProcessSpec, readyURL string) *testenv.Pro
 		}
 	})
 	err = testenv.WaitFor(t.Context(), p, readyTimeout, func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, readyURL, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s: %s", readyURL, resp.Status)
-		}
-		return nil
+		return testenv.GetOK(ctx, readyURL)
 	})
 	if err != nil {
 		t.Fatalf("%s not ready: %v\n%s", spec.Name, err, p.LogTail(30))

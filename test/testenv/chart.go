@@ -1,17 +1,14 @@
 package testenv
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os/exec"
 	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 )
 
@@ -34,34 +31,23 @@ func RenderChart(ctx context.Context, helm, chartDir, release, namespace, kubeVe
 // entry's clientConfig.service becomes url baseURL + the service's path,
 // and caBundle becomes caPEM. Everything else stays as the chart made it.
 func WebhookFromManifests(manifests []byte, baseURL string, caPEM []byte) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(manifests)))
+	objs, err := SplitManifests(manifests)
+	if err != nil {
+		return nil, err
+	}
 	var found *admissionregistrationv1.MutatingWebhookConfiguration
-	for i := 0; i < 10000; i++ {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("rendered manifests: document %d: %w", i+1, err)
-		}
-		var head struct {
-			APIVersion string `json:"apiVersion"`
-			Kind       string `json:"kind"`
-		}
-		if err := yaml.Unmarshal(doc, &head); err != nil {
-			return nil, fmt.Errorf("rendered manifests: document %d: %w", i+1, err)
-		}
-		if head.Kind != "MutatingWebhookConfiguration" {
+	for _, o := range objs {
+		if o.Kind != "MutatingWebhookConfiguration" {
 			continue
 		}
-		if head.APIVersion != "admissionregistration.k8s.io/v1" {
-			return nil, fmt.Errorf("rendered manifests: MutatingWebhookConfiguration apiVersion %q: want admissionregistration.k8s.io/v1", head.APIVersion)
+		if o.APIVersion != "admissionregistration.k8s.io/v1" {
+			return nil, fmt.Errorf("rendered manifests: MutatingWebhookConfiguration apiVersion %q: want admissionregistration.k8s.io/v1", o.APIVersion)
 		}
 		if found != nil {
 			return nil, errors.New("rendered manifests: more than one MutatingWebhookConfiguration; want exactly one")
 		}
 		found = &admissionregistrationv1.MutatingWebhookConfiguration{}
-		if err := yaml.UnmarshalStrict(doc, found); err != nil {
+		if err := yaml.UnmarshalStrict(o.Raw, found); err != nil {
 			return nil, fmt.Errorf("rendered manifests: MutatingWebhookConfiguration: %w", err)
 		}
 	}
