@@ -24,25 +24,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/metadata/metadatainformer"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/sidecar-injector/sidecar-injector/envoy"
@@ -367,126 +362,12 @@ func (c *Controller) sync(ctx context.Context, name string) error {
 	return err
 }
 
-// related is cm as an Event's related object; a nil cm must be an untyped
-// nil for the recorder.
-func related(cm *corev1.ConfigMap) runtime.Object {
-	if cm == nil {
-		return nil
-	}
-	return cm
-}
-
-func foreignNote(ns, owner string) string {
-	by := ""
-	if owner != "" {
-		by = " (its content is owned by " + owner + ")"
-	}
-	return fmt.Sprintf("ConfigMap %s was not made by sidecar-injector (no label %s=%s)%s: it is left untouched, "+
-		"and injected pods in this namespace use it as their Envoy bootstrap. To let sidecar-injector manage it, "+
-		"delete it: kubectl delete configmap %s -n %s", inject.ConfigMapName, ManagedByLabel, ManagedByValue, by, inject.ConfigMapName, ns)
-}
-
 func (c *Controller) cachedConfigMap(ns string) *corev1.ConfigMap {
 	obj, ok, err := c.configMaps.GetIndexer().GetByKey(ns + "/" + inject.ConfigMapName)
 	if err != nil || !ok {
 		return nil
 	}
 	return obj.(*corev1.ConfigMap)
-}
-
-// apply writes ns's envoy-config with server-side apply, never forcing:
-// fields another manager owns make it fail instead of being overwritten.
-func (c *Controller) apply(ctx context.Context, ns string, cm *corev1.ConfigMap, d *desired) (ConfigMapState, error) {
-	state := stateOf(cm)
-	if ok, wait := c.writes.take(ns); !ok {
-		c.metrics.writes.WithLabelValues(WriteThrottled).Inc()
-		c.log.Warn("controller: envoy-config written often lately; is another injector replica running a different config? postponed",
-			"namespace", ns, "retry_in", wait.Round(time.Second))
-		c.queue.AddAfter(ns, wait)
-		return state, nil
-	}
-	rv := ""
-	if cm != nil {
-		rv = cm.ResourceVersion
-	}
-	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
-	defer cancel()
-	got, err := c.cs.CoreV1().ConfigMaps(ns).Apply(ctx, d.applyConfig(ns, rv), metav1.ApplyOptions{FieldManager: c.cfg.FieldManager, Force: false})
-	if err == nil {
-		result := WriteApplied
-		if cm != nil && got.ResourceVersion == cm.ResourceVersion {
-			result = WriteUnchanged
-		}
-		c.metrics.writes.WithLabelValues(result).Inc()
-		if result == WriteApplied {
-			c.log.Info("controller: envoy-config applied", "namespace", ns, "config_hash", d.hash, "resource_version", got.ResourceVersion)
-		}
-		return ConfigMapOurs, nil
-	}
-	if owner, ok := fieldConflict(err); ok {
-		c.metrics.writes.WithLabelValues(WriteConflict).Inc()
-		c.rec.namespaceEvent(ns, related(cm), EventEnvoyConfigNotManaged, foreignNote(ns, owner))
-		return ConfigMapForeign, nil
-	}
-	switch {
-	case apierrors.IsConflict(err):
-		// Changed since our cache saw it (resourceVersion precondition):
-		// the informer brings the new version and we look again.
-		return state, fmt.Errorf("apply %s/%s: %w", ns, inject.ConfigMapName, err)
-	case apierrors.IsNotFound(err):
-		return state, nil // the namespace is gone
-	}
-	c.metrics.writes.WithLabelValues(WriteError).Inc()
-	c.rec.namespaceEvent(ns, nil, EventEnvoyConfigWriteFailed, fmt.Sprintf(
-		"cannot write ConfigMap %s: %v; injected pods cannot start until it exists. Check the injector's RBAC (configmaps create/patch) and quotas; retrying",
-		inject.ConfigMapName, err))
-	c.log.Error("controller: envoy-config write failed; retrying", "namespace", ns, "error", err)
-	return state, fmt.Errorf("apply %s/%s: %w", ns, inject.ConfigMapName, err)
-}
-
-// fieldConflict says whether err is a server-side apply conflict with
-// another field manager, and names the manager.
-func fieldConflict(err error) (string, bool) {
-	var st apierrors.APIStatus
-	if !errors.As(err, &st) {
-		return "", false
-	}
-	s := st.Status()
-	if s.Details == nil {
-		return "", false
-	}
-	for _, cause := range s.Details.Causes {
-		if cause.Type == metav1.CauseTypeFieldManagerConflict {
-			owner := ""
-			if _, rest, ok := strings.Cut(cause.Message, `conflict with "`); ok {
-				owner, _, _ = strings.Cut(rest, `"`)
-			}
-			return owner, true
-		}
-	}
-	return "", false
-}
-
-// deleteOurs deletes exactly the ConfigMap the cache saw as ours.
-func (c *Controller) deleteOurs(ctx context.Context, cm *corev1.ConfigMap) error {
-	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
-	defer cancel()
-	uid, rv := cm.UID, cm.ResourceVersion
-	err := c.cs.CoreV1().ConfigMaps(cm.Namespace).Delete(ctx, cm.Name, metav1.DeleteOptions{
-		Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv},
-	})
-	switch {
-	case err == nil:
-		c.metrics.writes.WithLabelValues(WriteDeleted).Inc()
-		c.log.Info("controller: envoy-config deleted: the namespace no longer needs it", "namespace", cm.Namespace)
-		return nil
-	case apierrors.IsNotFound(err):
-		return nil
-	case apierrors.IsConflict(err):
-		return fmt.Errorf("delete %s/%s: changed since seen: %w", cm.Namespace, cm.Name, err)
-	}
-	c.metrics.writes.WithLabelValues(WriteError).Inc()
-	return fmt.Errorf("delete %s/%s: %w", cm.Namespace, cm.Name, err)
 }
 
 func (c *Controller) setEntry(ns string, e *nsEntry) {
@@ -522,103 +403,6 @@ func (c *Controller) countNamespaces() {
 	c.metrics.namespaces.WithLabelValues(string(ConfigMapForeign)).Set(float64(foreign))
 }
 
-// recountPods sets sidecar_injector_pods from the pod cache: O(pods).
-func (c *Controller) recountPods() {
-	c.podsDirty.Store(false)
-	d := c.desired.Load()
-	exp := map[string]Expectation{}
-	for _, obj := range c.namespaces.GetStore().List() {
-		ns := obj.(*corev1.Namespace)
-		exp[ns.Name] = NamespaceExpectation(ns.Name, ns.Labels, &d.cfg)
-	}
-	var counts [3]int
-	for _, obj := range c.pods.GetStore().List() {
-		p, ok := obj.(*metav1.PartialObjectMetadata)
-		if !ok {
-			continue
-		}
-		e, ok := exp[p.Namespace]
-		if !ok {
-			continue // outside the namespace selector
-		}
-		switch ClassifyPod(FactsOf(p.Labels, p.Annotations), e, d.hash) {
-		case PodCurrent:
-			counts[0]++
-		case PodStale:
-			counts[1]++
-		case PodMissing:
-			counts[2]++
-		}
-	}
-	for i, s := range PodStates() {
-		c.metrics.pods.WithLabelValues(string(s)).Set(float64(counts[i]))
-	}
-}
-
-func injected(obj any) bool {
-	keys, _ := indexInjected(obj)
-	return len(keys) > 0
-}
-
-// indexInjected indexes pods that carry a sidecar by namespace.
-func indexInjected(obj any) ([]string, error) {
-	p, ok := obj.(*metav1.PartialObjectMetadata)
-	if !ok {
-		return nil, nil
-	}
-	if _, ok := p.Annotations[hashAnnotation]; ok {
-		return []string{p.Namespace}, nil
-	}
-	return nil, nil
-}
-
-// stripPod keeps of a pod's metadata only what the controller reads, so the
-// cache of 100,000 pods stays small: name, namespace, uid, the
-// sidecar.io/inject label and annotation, the mirror annotation, and the
-// config hash of sidecar.io/status (not the status itself). Idempotent.
-func stripPod(obj any) (any, error) {
-	p, ok := obj.(*metav1.PartialObjectMetadata)
-	if !ok {
-		return obj, nil
-	}
-	f := FactsOf(p.Labels, p.Annotations)
-	keep := metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion}
-	if f.SwitchIsLabel {
-		keep.Labels = map[string]string{inject.InjectKey: f.Switch}
-	}
-	if (!f.SwitchIsLabel && f.Switch != "") || f.Injected || f.Mirror {
-		keep.Annotations = make(map[string]string, 3)
-	}
-	if !f.SwitchIsLabel && f.Switch != "" {
-		keep.Annotations[inject.InjectKey] = f.Switch
-	}
-	if f.Injected {
-		keep.Annotations[hashAnnotation] = f.ConfigHash
-	}
-	if f.Mirror {
-		keep.Annotations[inject.MirrorPodAnnotation] = ""
-	}
-	p.ObjectMeta = keep
-	return p, nil
-}
-
-// stripManagedFields drops managedFields from cached objects: never read,
-// often the biggest part of the metadata.
-func stripManagedFields(obj any) (any, error) {
-	if m, err := metaOf(obj); err == nil {
-		m.SetManagedFields(nil)
-	}
-	return obj, nil
-}
-
-func metaOf(obj any) (metav1.Object, error) {
-	m, ok := obj.(metav1.Object)
-	if !ok {
-		return nil, fmt.Errorf("%T has no object metadata", obj)
-	}
-	return m, nil
-}
-
 func mapsEqual(a, b map[string]string) bool {
 	if len(a) != len(b) {
 		return false
@@ -629,45 +413,4 @@ func mapsEqual(a, b map[string]string) bool {
 		}
 	}
 	return true
-}
-
-// ErrNoClusterConfig: no --kubeconfig and not running in a pod. The
-// controller needs cluster access: run in a pod, pass --kubeconfig, or turn
-// it off with --controller=false.
-var ErrNoClusterConfig = errors.New("no cluster config: run in a pod, pass --kubeconfig, or turn the controller off with --controller=false")
-
-// RESTConfig is the cluster config of the controller: the kubeconfig file
-// when given, else the in-cluster config. Client rate limits are raised
-// from client-go's 5 QPS so that a new config reaches thousands of
-// namespaces in minutes, not hours.
-func RESTConfig(kubeconfig string) (*rest.Config, error) {
-	var cfg *rest.Config
-	var err error
-	if kubeconfig != "" {
-		if cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig); err != nil {
-			return nil, fmt.Errorf("read --kubeconfig %q: %w", kubeconfig, err)
-		}
-	} else if cfg, err = rest.InClusterConfig(); err != nil {
-		if errors.Is(err, rest.ErrNotInCluster) {
-			return nil, ErrNoClusterConfig
-		}
-		return nil, fmt.Errorf("in-cluster config: %w", err)
-	}
-	cfg = rest.CopyConfig(cfg)
-	cfg.QPS, cfg.Burst = 50, 100
-	cfg.UserAgent = "sidecar-injector-controller"
-	return cfg, nil
-}
-
-// NewClients builds the typed and the metadata-only clients.
-func NewClients(cfg *rest.Config) (kubernetes.Interface, metadata.Interface, error) {
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("kubernetes client for %s: %w", cfg.Host, err)
-	}
-	md, err := metadata.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("metadata client for %s: %w", cfg.Host, err)
-	}
-	return cs, md, nil
 }
