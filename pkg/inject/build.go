@@ -39,12 +39,12 @@ func (in *Injector) build(pod *corev1.Pod, d decision, ov Overrides) (Result, *E
 	if err := in.checkUID(work); err != nil {
 		return Result{}, err
 	}
-	set, err := parseSettings(work.Annotations, cfg.Injection.AllowedSettings)
+	set, err := parseSettings(work.Annotations, cfg.Injection.AllowedSettings, cfg.Proxy)
 	if err != nil {
 		return Result{}, err
 	}
 
-	var warnings []string
+	warnings := d.warnings
 	pp := collectPorts(work)
 	ports := Ports{Admin: cfg.Ports.Admin}
 	inbound := portChoice{name: "inbound", want: cfg.Ports.Inbound, got: &ports.Inbound}

@@ -96,6 +96,10 @@ type ProxyConfig struct {
 	// ConcurrencyFromCPU sets Envoy's --concurrency from the CPU limit (or
 	// request), rounded up, at least 1; otherwise 2.
 	Concurrency int32 `json:"concurrency"`
+	// MaxCPU and MaxMemory bound what a pod may ask for with the
+	// sidecar.io/proxy-cpu and sidecar.io/proxy-memory settings.
+	MaxCPU    resource.Quantity `json:"maxCPU"`
+	MaxMemory resource.Quantity `json:"maxMemory"`
 }
 
 // PortsConfig holds the proxy's default ports and the range conflicts move
@@ -157,6 +161,8 @@ func DefaultConfig() Config {
 			LogLevel:      "info",
 			NativeSidecar: NativeAuto,
 			Concurrency:   2,
+			MaxCPU:        resource.MustParse("2"),
+			MaxMemory:     resource.MustParse("2Gi"),
 			Resources: corev1.ResourceRequirements{
 				Requests: corev1.ResourceList{
 					corev1.ResourceCPU:    resource.MustParse("100m"),
@@ -272,6 +278,12 @@ func (c Config) Validate() error {
 	}
 	if c.Proxy.Concurrency < 0 || c.Proxy.Concurrency > 64 {
 		bad("proxy.concurrency", "%d: want 0 (from the CPU limit) to 64", c.Proxy.Concurrency)
+	}
+	if c.Proxy.MaxCPU.Sign() <= 0 {
+		bad("proxy.maxCPU", "%s: want a positive CPU quantity such as 2", c.Proxy.MaxCPU.String())
+	}
+	if c.Proxy.MaxMemory.Sign() <= 0 {
+		bad("proxy.maxMemory", "%s: want a positive memory quantity such as 2Gi", c.Proxy.MaxMemory.String())
 	}
 	p := c.Ports
 	for _, f := range []struct {

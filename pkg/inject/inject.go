@@ -80,12 +80,13 @@ func (in *Injector) Inject(pod *corev1.Pod, ov Overrides) (Result, error) {
 		return deny(err)
 	}
 	if d.decision == DecisionSkip {
-		return Result{Decision: DecisionSkip, Reason: d.reason, Message: d.message, Audit: d.audit, Status: d.status, Patch: Patch{}, Pod: pod}, nil
+		return Result{Decision: DecisionSkip, Reason: d.reason, Message: d.message, Warnings: d.warnings, Audit: d.audit, Status: d.status, Patch: Patch{}, Pod: pod}, nil
 	}
 	res, err := in.build(pod, d, ov)
 	if err != nil {
 		r, e := deny(err)
 		r.Audit = d.audit
+		r.Warnings = d.warnings
 		return r, e
 	}
 	return res, nil
@@ -101,21 +102,28 @@ type decision struct {
 	reason   Reason
 	message  string
 	audit    bool
-	status   *Status // the pod's existing status, if any
+	status   *Status  // the pod's existing status, if any and trusted
+	warnings []string // a status ignored
 }
 
 // decide applies DESIGN.md "Who gets a sidecar" and the skip rules.
 func (in *Injector) decide(pod *corev1.Pod, ov Overrides) (decision, *Error) {
 	var status *Status
+	var warnings []string
 	if s, ok := pod.Annotations[StatusAnnotation]; ok {
 		st, err := ParseStatus(s)
 		if err != nil {
 			return decision{}, denyf(ReasonInvalidPod, "annotation "+StatusAnnotation, "%v; remove the annotation (it is written by the injector)", err)
 		}
-		status = st
+		// A status that does not describe the pod is ignored: the pod is
+		// injected as if it had none (the name checks apply).
+		var warn string
+		if status, warn = st.trusted(pod); warn != "" {
+			warnings = append(warnings, warn)
+		}
 	}
 	skip := func(r Reason, format string, args ...any) (decision, *Error) {
-		return decision{decision: DecisionSkip, reason: r, message: fmt.Sprintf(format, args...), status: status}, nil
+		return decision{decision: DecisionSkip, reason: r, message: fmt.Sprintf(format, args...), status: status, warnings: warnings}, nil
 	}
 
 	ns := ov.Namespace
@@ -138,13 +146,14 @@ func (in *Injector) decide(pod *corev1.Pod, ov Overrides) (decision, *Error) {
 	}
 	var d decision
 	d, err = in.namespacePolicy(pod, ov.NamespaceLabels, podSwitch, switchField)
+	d.warnings = warnings
 	if err != nil || d.decision == DecisionSkip {
 		d.status = status
 		return d, err
 	}
 	d.status = status
 	if status != nil && status.ConfigHash == in.hash {
-		return decision{decision: DecisionSkip, reason: ReasonAlreadyInjected, audit: d.audit, status: status,
+		return decision{decision: DecisionSkip, reason: ReasonAlreadyInjected, audit: d.audit, status: status, warnings: warnings,
 			message: fmt.Sprintf("already injected with the current config (hash %s)", in.hash)}, nil
 	}
 	if status != nil {

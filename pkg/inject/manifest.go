@@ -326,6 +326,9 @@ func (in *Injector) Explain(data []byte, ov Overrides) ([]Explanation, error) {
 // and the patch paths, which are case-sensitive, would then miss), and
 // unknown fields are ignored here and kept in the raw object.
 func DecodePod(raw []byte) (*corev1.Pod, error) {
+	if err := CheckQuantities(raw); err != nil {
+		return nil, err
+	}
 	var pod corev1.Pod
 	if err := kjson.UnmarshalCaseSensitivePreserveInts(raw, &pod); err != nil {
 		return nil, err

@@ -93,7 +93,7 @@ func (s settings) has(name string) bool {
 // unknown setting, a forbidden one or a malformed value is a deny naming the
 // annotation. Annotations are read in sorted order, so the first error
 // reported is always the same one.
-func parseSettings(annotations map[string]string, allowed []string) (settings, *Error) {
+func parseSettings(annotations map[string]string, allowed []string, proxy ProxyConfig) (settings, *Error) {
 	var s settings
 	keys := make([]string, 0, len(annotations))
 	for k := range annotations {
@@ -121,14 +121,14 @@ func parseSettings(annotations map[string]string, allowed []string) (settings, *
 		if !utf8.ValidString(value) {
 			return s, denyf(ReasonInvalidSetting, field, "value is not valid UTF-8")
 		}
-		if err := s.set(name, value); err != nil {
+		if err := s.set(name, value, proxy); err != nil {
 			return s, denyf(ReasonInvalidSetting, field, "%s", err)
 		}
 	}
 	return s, nil
 }
 
-func (s *settings) set(name, value string) error {
+func (s *settings) set(name, value string, proxy ProxyConfig) error {
 	var err error
 	portList := func() *redirect.PortList {
 		var l redirect.PortList
@@ -165,9 +165,9 @@ func (s *settings) set(name, value string) error {
 			err = fmt.Errorf("%q: want true, false or auto", value)
 		}
 	case SettingProxyCPU:
-		s.cpu, err = parseQuantity(value, "a CPU quantity such as 100m or 1")
+		s.cpu, err = parseBoundedQuantity(value, "a CPU quantity such as 100m or 1", &proxy.MaxCPU, "proxy.maxCPU")
 	case SettingProxyMemory:
-		s.memory, err = parseQuantity(value, "a memory quantity such as 128Mi")
+		s.memory, err = parseBoundedQuantity(value, "a memory quantity such as 128Mi", &proxy.MaxMemory, "proxy.maxMemory")
 	case SettingProxyImage:
 		if value == "" || strings.ContainsAny(value, " \t\r\n") {
 			err = fmt.Errorf("%q: want an image reference such as envoyproxy/envoy:v1.32.13", value)
@@ -180,12 +180,4 @@ func (s *settings) set(name, value string) error {
 		s.logLevel = value
 	}
 	return err
-}
-
-func parseQuantity(value, want string) (*resource.Quantity, error) {
-	q, err := resource.ParseQuantity(value)
-	if err != nil || q.Sign() <= 0 {
-		return nil, fmt.Errorf("%q: want %s", value, want)
-	}
-	return &q, nil
 }

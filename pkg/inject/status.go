@@ -3,6 +3,10 @@ package inject
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // Status is the sidecar.io/status annotation: what the injector added and
@@ -37,4 +41,54 @@ func (s *Status) encode() string {
 		panic(fmt.Sprintf("marshal status: %v", err)) // plain values only
 	}
 	return string(b)
+}
+
+// trusted checks a status found on a pod against what the injector itself
+// adds, since anyone who creates a pod can write the annotation. It returns
+// the status reduced to our own fixed names (the only things re-injection
+// and uninject ever remove), or nil when the status does not describe the
+// pod: it lists a container, volume or annotation the injector never adds,
+// or claims a container of ours the pod does not have (a status claiming
+// the current hash on a pod without our containers would skip injection
+// and the name checks). The warning says why it was ignored.
+func (st *Status) trusted(pod *corev1.Pod) (*Status, string) {
+	foreign := func(list, ours []string) string {
+		for _, n := range list {
+			if !slices.Contains(ours, n) {
+				return n
+			}
+		}
+		return ""
+	}
+	var odd string
+	switch {
+	case foreign(st.InitContainers, []string{InitContainerName, ProxyContainerName}) != "":
+		odd = "init container " + strconv.Quote(truncate(foreign(st.InitContainers, []string{InitContainerName, ProxyContainerName})))
+	case foreign(st.Containers, []string{ProxyContainerName}) != "":
+		odd = "container " + strconv.Quote(truncate(foreign(st.Containers, []string{ProxyContainerName})))
+	case foreign(st.Volumes, []string{ConfigVolumeName}) != "":
+		odd = "volume " + strconv.Quote(truncate(foreign(st.Volumes, []string{ConfigVolumeName})))
+	case foreign(st.Annotations, []string{promScrape, promPort, promPath}) != "":
+		odd = "annotation " + strconv.Quote(truncate(foreign(st.Annotations, []string{promScrape, promPort, promPath})))
+	}
+	if odd != "" {
+		return nil, "ignored " + StatusAnnotation + ": it lists " + odd + ", which the injector never adds"
+	}
+	has := func(cs []corev1.Container, name string) bool {
+		return slices.ContainsFunc(cs, func(c corev1.Container) bool { return c.Name == name })
+	}
+	if len(st.InitContainers)+len(st.Containers) == 0 {
+		return nil, "ignored " + StatusAnnotation + ": it lists none of the injector's containers"
+	}
+	for _, n := range st.InitContainers {
+		if !has(pod.Spec.InitContainers, n) {
+			return nil, "ignored " + StatusAnnotation + ": it lists init container " + strconv.Quote(n) + ", which the pod does not have"
+		}
+	}
+	for _, n := range st.Containers {
+		if !has(pod.Spec.Containers, n) {
+			return nil, "ignored " + StatusAnnotation + ": it lists container " + strconv.Quote(n) + ", which the pod does not have"
+		}
+	}
+	return st, ""
 }

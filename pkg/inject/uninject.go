@@ -18,9 +18,15 @@ func Uninject(pod *corev1.Pod) (Result, error) {
 	if err != nil {
 		return deny(denyf(ReasonInvalidPod, "annotation "+StatusAnnotation, "%v", err))
 	}
+	own, warn := st.trusted(pod)
+	if own == nil {
+		// Written by someone else: removing what it lists could delete the
+		// user's own containers. Nothing is removed.
+		return Result{Decision: DecisionSkip, Message: "not uninjected: " + warn, Warnings: []string{warn}, Status: st, Patch: Patch{}, Pod: pod}, nil
+	}
 	p := newPatcher(pod)
-	p.removeInjected(st)
+	p.removeInjected(own)
 	p.removeStatus()
 	p.dropEmptied(pod)
-	return Result{Decision: DecisionInject, Message: "sidecar removed", Status: st, Patch: p.ops, Pod: p.pod}, nil
+	return Result{Decision: DecisionInject, Message: "sidecar removed", Status: own, Patch: p.ops, Pod: p.pod}, nil
 }

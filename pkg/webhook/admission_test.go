@@ -317,6 +317,36 @@ func TestAdmissionInputs(t *testing.T) {
 			container(p, 0)["ports"] = ports
 		}), wantHTTP: 200, wantAllowed: true, wantPatch: true, wantWarnings: -1,
 			wantResult: ResultInjected, wantReason: inject.ReasonNamespaceEnabled},
+		{row: 32, name: "proxy-cpu 1E-100000000", body: simple(func(p map[string]any, _ request) {
+			setAnnotation(p, "sidecar.io/proxy-cpu", "1E-100000000")
+		}), wantHTTP: 200, wantCode: 400, wantMsg: []string{"annotation sidecar.io/proxy-cpu", "1E-100000000", "at most 32 characters"},
+			wantResult: ResultDenied, wantReason: inject.ReasonInvalidSetting},
+		{row: 32, name: "proxy-memory with a 1,000-digit mantissa", body: simple(func(p map[string]any, _ request) {
+			setAnnotation(p, "sidecar.io/proxy-memory", strings.Repeat("9", 1000))
+		}), wantHTTP: 200, wantCode: 400, wantMsg: []string{"annotation sidecar.io/proxy-memory", "at most 32 characters"},
+			wantResult: ResultDenied, wantReason: inject.ReasonInvalidSetting},
+		{row: 32, name: "proxy-cpu over proxy.maxCPU", body: simple(func(p map[string]any, _ request) {
+			setAnnotation(p, "sidecar.io/proxy-cpu", "64")
+		}), wantHTTP: 200, wantCode: 400, wantMsg: []string{"annotation sidecar.io/proxy-cpu", `"64"`, "proxy.maxCPU=2"},
+			wantResult: ResultDenied, wantReason: inject.ReasonInvalidSetting},
+		{row: 32, name: "the pod's own limit 1E+100000000", body: simple(func(p map[string]any, _ request) {
+			container(p, 0)["resources"] = map[string]any{"limits": map[string]any{"memory": "1E+100000000"}}
+		}), wantHTTP: 200, wantCode: 400, wantMsg: []string{"request.object.spec.containers[0].resources.limits.memory", "1E+100000000"},
+			wantResult: ResultDenied, wantReason: ReasonBadObject},
+		{row: 32, name: "an UPDATE carrying an expensive quantity is allowed unread", body: simple(func(p map[string]any, r request) {
+			container(p, 0)["resources"] = map[string]any{"requests": map[string]any{"cpu": "1E-100000000"}}
+			r["operation"] = "UPDATE"
+		}), wantHTTP: 200, wantAllowed: true, wantResult: ResultAllowed, wantReason: ReasonNotCreate},
+		{row: 36, name: "a forged status listing the app container, older hash", body: simple(func(p map[string]any, _ request) {
+			setAnnotation(p, inject.StatusAnnotation, `{"configHash":"0123456789abcdef","initContainers":["iptables-init"],"containers":["`+container(p, 0)["name"].(string)+`"],"volumes":["envoy-config"]}`)
+		}), wantHTTP: 200, wantAllowed: true, wantPatch: true, wantWarnings: 1, wantWarn: []string{"ignored sidecar.io/status", "never adds"},
+			wantResult: ResultInjected, wantReason: inject.ReasonNamespaceEnabled, check: wantNoRemove},
+		{row: 36, name: "a forged status claiming the current hash", body: func(t *testing.T, h *harness) []byte {
+			return simple(func(p map[string]any, _ request) {
+				setAnnotation(p, inject.StatusAnnotation, `{"configHash":"`+h.srv.config.get().injector.Hash()+`","initContainers":["iptables-init","envoy"],"volumes":["envoy-config"]}`)
+			})(t, h)
+		}, wantHTTP: 200, wantAllowed: true, wantPatch: true, wantWarnings: 1, wantWarn: []string{"ignored sidecar.io/status", "does not have"},
+			wantResult: ResultInjected, wantReason: inject.ReasonNamespaceEnabled, check: wantNoRemove},
 		{row: 30, name: "/mutate on the health port", health: true, body: simple(nil), wantHTTP: 404},
 		{row: 30, name: "/metrics on the TLS port", method: http.MethodGet, path: "/metrics", wantHTTP: 404},
 		{row: 30, name: "GET /mutate", method: http.MethodGet, wantHTTP: 405},
@@ -673,4 +703,14 @@ func wantInitRunsAsRoot(t *testing.T, _ *harness, body []byte, a answer) {
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// wantNoRemove: the patch removes nothing (row 36).
+func wantNoRemove(t *testing.T, _ *harness, _ []byte, a answer) {
+	t.Helper()
+	for _, op := range patchOps(t, a.Response.Patch) {
+		if op["op"] == "remove" {
+			t.Errorf("patch removes %v", op["path"])
+		}
+	}
 }

@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
 )
 
 // AdmissionReview API versions answered, each in the version asked.
@@ -57,6 +59,10 @@ type reviewIn struct {
 	typed bool
 	pod   *corev1.Pod // typed: request.object, nil when null or missing
 	raw   rawObject   // !typed: request.object undecoded
+	// badQuantity (!typed) is a quantity in request.object that fails the
+	// engine's quantity grammar: the object is never decoded as a Pod, whose
+	// decoding would parse it.
+	badQuantity *inject.Error
 }
 
 // The wire forms of the two decodes.
@@ -104,6 +110,9 @@ func (rev *reviewIn) objectPod() (*corev1.Pod, string) {
 	}
 	if len(rev.raw) == 0 || string(rev.raw) == "null" {
 		return nil, "request.object is missing or null: a pod CREATE must carry the pod"
+	}
+	if rev.badQuantity != nil {
+		return nil, "request.object." + rev.badQuantity.Error()
 	}
 	var pod corev1.Pod
 	if err := decodeJSON(rev.raw, &pod); err != nil {
@@ -161,7 +170,15 @@ func decodeReview(body []byte) (*reviewIn, error) {
 		return nil, badRequestf("request body is empty: want an %s JSON document", reviewKind)
 	}
 	var rev reviewIn
-	if typed, ok := decodeTyped(body); ok {
+	// A quantity failing the grammar must not reach a Pod decode (which
+	// parses it): the object is then kept raw and denied.
+	badQuantity := inject.CheckQuantities(body, "request", "object")
+	var typed *typedReview
+	ok := false
+	if badQuantity == nil {
+		typed, ok = decodeTyped(body)
+	}
+	if ok {
 		rev = reviewIn{APIVersion: typed.APIVersion, Kind: typed.Kind, typed: true}
 		if typed.Request != nil {
 			rev.Request, rev.pod = &typed.Request.requestMeta, typed.Request.Object
@@ -175,6 +192,7 @@ func decodeReview(body []byte) (*reviewIn, error) {
 		if raw.Request != nil {
 			rev.Request, rev.raw = &raw.Request.requestMeta, raw.Request.Object
 		}
+		rev.badQuantity = badQuantity
 	}
 	switch rev.APIVersion {
 	case admissionV1, admissionV1beta1:

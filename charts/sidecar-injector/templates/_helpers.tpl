@@ -133,7 +133,7 @@ of the names).
 {{/* The injector config file, built as data from the values. */}}
 {{- define "si.injectorConfig" -}}
 {{- $p := .Values.proxy -}}
-{{- $proxy := dict "image" $p.image "initImage" $p.initImage "uid" (int64 $p.uid) "logLevel" $p.logLevel "nativeSidecar" (toString $p.nativeSidecar) "concurrency" (int64 $p.concurrency) "resources" $p.resources "initResources" $p.initResources -}}
+{{- $proxy := dict "image" $p.image "initImage" $p.initImage "uid" (int64 $p.uid) "logLevel" $p.logLevel "nativeSidecar" (toString $p.nativeSidecar) "concurrency" (int64 $p.concurrency) "maxCPU" (toString $p.maxCPU) "maxMemory" (toString $p.maxMemory) "resources" $p.resources "initResources" $p.initResources -}}
 {{- if $p.imagePullPolicy }}{{ $_ := set $proxy "imagePullPolicy" $p.imagePullPolicy }}{{ end -}}
 {{- $redirect := dict "iptablesMode" $p.iptablesMode "ipv6" $p.ipv6 "excludeOutboundIPRanges" $p.excludeOutboundIPRanges "excludeOutboundPorts" $p.excludeOutboundPorts "excludeInboundPorts" $p.excludeInboundPorts -}}
 {{- $injection := dict "defaultPolicy" .Values.injection.defaultPolicy "injectorNamespace" .Release.Namespace "excludedNamespaces" .Values.injection.excludedNamespaces "allowedSettings" .Values.injection.allowedSettings "prometheusAnnotations" .Values.injection.prometheusAnnotations -}}

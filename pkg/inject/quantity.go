@@ -1,0 +1,309 @@
+package inject
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	kjson "sigs.k8s.io/json"
+)
+
+// Quantities are read with resource.ParseQuantity, whose slow path does
+// big-number arithmetic: "1E-100000000" runs for a minute and takes hundreds
+// of megabytes. Every quantity a pod carries, in a setting or in its own
+// resources, first passes checkQuantity, a strict grammar bounding the
+// length and the exponent; only then is it parsed. The bounds admit every
+// quantity Kubernetes itself can hold (at most 2^63 of the base unit, nano
+// precision).
+const (
+	// maxQuantityLen bounds a quantity's text ("9223372036854775807Ei" is 21).
+	maxQuantityLen = 32
+	// maxQuantityDigits bounds the digits of the number (before the suffix).
+	maxQuantityDigits = 24
+	// maxQuantityExponent bounds a decimal exponent ("1e18", "5E-3").
+	maxQuantityExponent = 30
+)
+
+// quantityGrammar says in a denial what checkQuantity accepts.
+var quantityGrammar = fmt.Sprintf("a number of at most %d digits with an optional suffix (m, k, M, G, Ki, Mi, Gi, ...) or a decimal exponent within ±%d, at most %d characters",
+	maxQuantityDigits, maxQuantityExponent, maxQuantityLen)
+
+// checkQuantity checks s against the quantity grammar of Kubernetes,
+// bounded:
+//
+//	quantity ::= [+-] digits [ "." digits ] [ suffix ]  (or [+-] "." digits ...)
+//	suffix   ::= n u m k M G T P E | Ki Mi Gi Ti Pi Ei | (e|E) [+-] digits
+//
+// It never allocates and runs in time linear in min(len(s), maxQuantityLen).
+func checkQuantity(s string) error {
+	if s == "" {
+		return fmt.Errorf("empty")
+	}
+	if len(s) > maxQuantityLen {
+		return fmt.Errorf("%d characters; at most %d", len(s), maxQuantityLen)
+	}
+	i := 0
+	if s[0] == '+' || s[0] == '-' {
+		i++
+	}
+	digits := 0
+	for i < len(s) && isDigit(s[i]) {
+		i++
+		digits++
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		for i < len(s) && isDigit(s[i]) {
+			i++
+			digits++
+		}
+	}
+	if digits == 0 {
+		return fmt.Errorf("no digits")
+	}
+	if digits > maxQuantityDigits {
+		return fmt.Errorf("%d digits; at most %d", digits, maxQuantityDigits)
+	}
+	suffix := s[i:]
+	switch suffix {
+	case "", "n", "u", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei":
+		return nil
+	}
+	if suffix[0] != 'e' && suffix[0] != 'E' {
+		return fmt.Errorf("unknown suffix %q", suffix)
+	}
+	exp := suffix[1:]
+	if exp != "" && (exp[0] == '+' || exp[0] == '-') {
+		exp = exp[1:]
+	}
+	if exp == "" || len(exp) > 2 {
+		return fmt.Errorf("exponent %q: want -%d to %d", suffix[1:], maxQuantityExponent, maxQuantityExponent)
+	}
+	for j := 0; j < len(exp); j++ {
+		if !isDigit(exp[j]) {
+			return fmt.Errorf("exponent %q: want -%d to %d", suffix[1:], maxQuantityExponent, maxQuantityExponent)
+		}
+	}
+	if n, _ := strconv.Atoi(exp); n > maxQuantityExponent {
+		return fmt.Errorf("exponent %q: want -%d to %d", suffix[1:], maxQuantityExponent, maxQuantityExponent)
+	}
+	return nil
+}
+
+func isDigit(b byte) bool { return b >= '0' && b <= '9' }
+
+// parseBoundedQuantity checks the grammar, parses, and checks the result
+// is positive and at most limit (when set). The error says what was wrong
+// and, for a value over the limit, names the config field holding it.
+func parseBoundedQuantity(value, want string, limit *resource.Quantity, limitField string) (*resource.Quantity, error) {
+	if err := checkQuantity(value); err != nil {
+		return nil, fmt.Errorf("%q: %v; want %s (%s)", truncate(value), err, want, quantityGrammar)
+	}
+	q, err := resource.ParseQuantity(value)
+	if err != nil || q.Sign() <= 0 {
+		return nil, fmt.Errorf("%q: want %s", value, want)
+	}
+	if limit != nil && q.Cmp(*limit) > 0 {
+		return nil, fmt.Errorf("%q is over the limit %s=%s set by the cluster admin; ask for at most %s", value, limitField, limit.String(), limit.String())
+	}
+	return &q, nil
+}
+
+// CheckQuantities checks every resource quantity of a pod, in JSON, against
+// the quantity grammar before anything decodes it (decoding a
+// resource.Quantity parses it). path leads from the document's root to the
+// pod ("request", "object" in an AdmissionReview; none for a bare pod). A
+// quick scan of the bytes finds whether any string or number in the
+// document could be an expensive quantity; only then is the document
+// decoded again, with the quantities left as text, to see where they are.
+// It returns nil when the document is not JSON (the real decode reports
+// that). The error's field is the quantity's path from the pod.
+func CheckQuantities(data []byte, path ...string) *Error {
+	if !hasQuantityCandidate(data) {
+		return nil
+	}
+	raw := json.RawMessage(data)
+	for _, key := range path {
+		var m map[string]json.RawMessage
+		if kjson.UnmarshalCaseSensitivePreserveInts(raw, &m) != nil {
+			return nil
+		}
+		if raw = m[key]; raw == nil {
+			return nil
+		}
+	}
+	var pod shadowPod
+	if kjson.UnmarshalCaseSensitivePreserveInts(raw, &pod) != nil {
+		return nil // not a pod: the real decode says why, and never reaches a quantity
+	}
+	return pod.check()
+}
+
+// hasQuantityCandidate reports whether data holds a JSON string or number
+// token that looks numeric and is long or carries an exponent: the only
+// tokens that can be expensive quantities. One pass, no allocation.
+func hasQuantityCandidate(data []byte) bool {
+	candidate := func(tok []byte) bool {
+		long := len(tok) > maxQuantityLen
+		// Quantity decoding trims white space, Unicode's included: skip
+		// it, and any non-ASCII byte, to be sure.
+		for len(tok) > 0 && (tok[0] == ' ' || tok[0] == '\t' || tok[0] == '\r' || tok[0] == '\n' || tok[0] >= 0x80) {
+			tok = tok[1:]
+		}
+		if len(tok) == 0 {
+			return false
+		}
+		switch c := tok[0]; {
+		case c == '+' || c == '-' || c == '.' || isDigit(c):
+		default:
+			return false
+		}
+		return long || bytes.ContainsAny(tok, "eE")
+	}
+	for i := 0; i < len(data); i++ {
+		c := data[i]
+		switch {
+		case c == '"':
+			j := i + 1
+			for j < len(data) && data[j] != '"' {
+				if data[j] == '\\' {
+					j++
+				}
+				j++
+			}
+			if j > len(data) {
+				j = len(data)
+			}
+			if candidate(data[i+1 : j]) {
+				return true
+			}
+			i = j
+		case c == '-' || isDigit(c):
+			j := i
+			for j < len(data) && (isDigit(data[j]) || data[j] == '.' || data[j] == 'e' || data[j] == 'E' || data[j] == '+' || data[j] == '-') {
+				j++
+			}
+			if candidate(data[i:j]) {
+				return true
+			}
+			i = j - 1
+		}
+	}
+	return false
+}
+
+// The places of a pod where resource.Quantity values live, with the values
+// left undecoded.
+type (
+	shadowPod struct {
+		Spec   shadowSpec   `json:"spec"`
+		Status shadowStatus `json:"status"`
+	}
+	shadowSpec struct {
+		InitContainers      []shadowContainer          `json:"initContainers"`
+		Containers          []shadowContainer          `json:"containers"`
+		EphemeralContainers []shadowContainer          `json:"ephemeralContainers"`
+		Overhead            map[string]json.RawMessage `json:"overhead"`
+		Resources           *shadowResources           `json:"resources"`
+		Volumes             []shadowVolume             `json:"volumes"`
+	}
+	shadowContainer struct {
+		Resources *shadowResources `json:"resources"`
+	}
+	shadowResources struct {
+		Limits   map[string]json.RawMessage `json:"limits"`
+		Requests map[string]json.RawMessage `json:"requests"`
+	}
+	shadowVolume struct {
+		EmptyDir *struct {
+			SizeLimit json.RawMessage `json:"sizeLimit"`
+		} `json:"emptyDir"`
+		Ephemeral *struct {
+			VolumeClaimTemplate *struct {
+				Spec struct {
+					Resources *shadowResources `json:"resources"`
+				} `json:"spec"`
+			} `json:"volumeClaimTemplate"`
+		} `json:"ephemeral"`
+	}
+	shadowStatus struct {
+		InitContainerStatuses      []shadowContainerStatus `json:"initContainerStatuses"`
+		ContainerStatuses          []shadowContainerStatus `json:"containerStatuses"`
+		EphemeralContainerStatuses []shadowContainerStatus `json:"ephemeralContainerStatuses"`
+	}
+	shadowContainerStatus struct {
+		AllocatedResources map[string]json.RawMessage `json:"allocatedResources"`
+		Resources          *shadowResources           `json:"resources"`
+	}
+)
+
+func (p *shadowPod) check() *Error {
+	var err *Error
+	one := func(field string, raw json.RawMessage) {
+		if err != nil || raw == nil {
+			return
+		}
+		v := string(bytes.TrimSpace(raw))
+		if v == "null" {
+			return
+		}
+		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+			v = v[1 : len(v)-1]
+		}
+		v = string(bytes.TrimSpace([]byte(v)))
+		if e := checkQuantity(v); e != nil {
+			err = denyf(ReasonInvalidPod, field, "%q: %v; want %s", truncate(v), e, quantityGrammar)
+		}
+	}
+	list := func(field string, m map[string]json.RawMessage) {
+		for _, k := range sortedKeys(m) {
+			one(field+"."+k, m[k])
+		}
+	}
+	res := func(field string, r *shadowResources) {
+		if r != nil {
+			list(field+".limits", r.Limits)
+			list(field+".requests", r.Requests)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		list []shadowContainer
+	}{{"spec.initContainers", p.Spec.InitContainers}, {"spec.containers", p.Spec.Containers}, {"spec.ephemeralContainers", p.Spec.EphemeralContainers}} {
+		for i, ct := range c.list {
+			res(fmt.Sprintf("%s[%d].resources", c.name, i), ct.Resources)
+		}
+	}
+	list("spec.overhead", p.Spec.Overhead)
+	res("spec.resources", p.Spec.Resources)
+	for i, v := range p.Spec.Volumes {
+		if v.EmptyDir != nil {
+			one(fmt.Sprintf("spec.volumes[%d].emptyDir.sizeLimit", i), v.EmptyDir.SizeLimit)
+		}
+		if v.Ephemeral != nil && v.Ephemeral.VolumeClaimTemplate != nil {
+			res(fmt.Sprintf("spec.volumes[%d].ephemeral.volumeClaimTemplate.spec.resources", i), v.Ephemeral.VolumeClaimTemplate.Spec.Resources)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		list []shadowContainerStatus
+	}{{"status.initContainerStatuses", p.Status.InitContainerStatuses}, {"status.containerStatuses", p.Status.ContainerStatuses}, {"status.ephemeralContainerStatuses", p.Status.EphemeralContainerStatuses}} {
+		for i, st := range c.list {
+			list(fmt.Sprintf("%s[%d].allocatedResources", c.name, i), st.AllocatedResources)
+			res(fmt.Sprintf("%s[%d].resources", c.name, i), st.Resources)
+		}
+	}
+	return err
+}
+
+func sortedKeys(m map[string]json.RawMessage) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

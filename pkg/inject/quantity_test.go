@@ -1,0 +1,138 @@
+package inject
+
+import (
+	"runtime"
+	"strings"
+	"testing"
+)
+
+func TestCheckQuantity(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in string
+		ok bool
+	}{
+		{"1", true}, {"100m", true}, {"0.5", true}, {".5", true}, {"1.", true}, {"+2", true}, {"-1", true},
+		{"128Mi", true}, {"2Gi", true}, {"9223372036854775807Ei", true}, {"1e3", true}, {"5E-3", true},
+		{"1e+30", true}, {"1e-30", true}, {"1n", true},
+		{"", false}, {"m", false}, {".", false}, {"1x", false}, {"1Mb", false}, {"1e", false}, {"1e+", false},
+		{"1e31", false}, {"1E-100000000", false}, {"1E+100000000", false}, {"1e0001", false},
+		{strings.Repeat("9", 25), false}, {strings.Repeat("1", 1000), false}, {"1.2.3", false}, {" 1", false},
+	} {
+		if err := checkQuantity(tc.in); (err == nil) != tc.ok {
+			t.Errorf("checkQuantity(%q) = %v, want ok=%v", tc.in, err, tc.ok)
+		}
+	}
+}
+
+// TestExpensiveQuantities is RELIABILITY.md row 32: quantities built to be
+// expensive, in a setting or in the pod's own resources, are denied by the
+// grammar (the allocation bound shows ParseQuantity never ran its slow
+// path: 1E-100000000 took 257 MB there), and the admin maxima bound what a
+// pod may ask for.
+func TestExpensiveQuantities(t *testing.T) {
+	in := mustInjector(t, nil)
+	hostile := []string{"1E-100000000", "1E+100000000", "1E100000000", "1e-10000000", strings.Repeat("7", 1000), "0." + strings.Repeat("0", 998) + "1"}
+	for _, setting := range []string{SettingProxyCPU, SettingProxyMemory} {
+		key := SettingPrefix + setting
+		for _, v := range hostile {
+			pod := testPod()
+			pod.Annotations = map[string]string{key: v}
+			var err error
+			alloc := allocated(func() { _, err = in.Inject(pod, Overrides{Namespace: "shop"}) })
+			e, ok := AsError(err)
+			if !ok || e.Reason != ReasonInvalidSetting || !strings.Contains(e.Error(), key) || !strings.Contains(e.Error(), truncate(v)) || !strings.Contains(e.Error(), "at most 32 characters") {
+				t.Errorf("%s=%.20q: got %v, want invalid_setting naming the annotation, the value and the grammar's limits", key, v, err)
+			}
+			if alloc > 1<<20 {
+				t.Errorf("%s=%.20q: %d bytes allocated, want under 1 MiB", key, v, alloc)
+			}
+		}
+	}
+	for _, tc := range []struct{ setting, value, limit string }{
+		{SettingProxyCPU, "3", "proxy.maxCPU=2"},
+		{SettingProxyCPU, "2001m", "proxy.maxCPU=2"},
+		{SettingProxyMemory, "3Gi", "proxy.maxMemory=2Gi"},
+		{SettingProxyMemory, "1e10", "proxy.maxMemory=2Gi"},
+	} {
+		pod := testPod()
+		key := SettingPrefix + tc.setting
+		pod.Annotations = map[string]string{key: tc.value}
+		_, err := in.Inject(pod, Overrides{Namespace: "shop"})
+		if e, ok := AsError(err); !ok || e.Reason != ReasonInvalidSetting || !strings.Contains(e.Error(), key) || !strings.Contains(e.Error(), tc.value) || !strings.Contains(e.Error(), tc.limit) {
+			t.Errorf("%s=%q: got %v, want a deny naming the annotation, the value and %s", key, tc.value, err, tc.limit)
+		}
+	}
+	for _, v := range []string{"2", "2Gi"} {
+		pod := testPod()
+		pod.Annotations = map[string]string{SettingPrefix + SettingProxyCPU: "2", SettingPrefix + SettingProxyMemory: "2Gi"}
+		if _, err := in.Inject(pod, Overrides{Namespace: "shop"}); err != nil {
+			t.Errorf("at the maximum (%s): %v", v, err)
+		}
+	}
+	raised := mustInjector(t, func(c *Config) { c.Proxy.MaxCPU = c.Proxy.MaxMemory; c.Proxy.MaxMemory.Set(1 << 40) })
+	pod := testPod()
+	pod.Annotations = map[string]string{SettingPrefix + SettingProxyMemory: "3Gi"}
+	if _, err := raised.Inject(pod, Overrides{Namespace: "shop"}); err != nil {
+		t.Errorf("3Gi under a 1Ti maximum: %v", err)
+	}
+}
+
+// TestPodQuantities: the pod's own quantities are checked before the pod
+// is decoded (decoding a resource.Quantity parses it).
+func TestPodQuantities(t *testing.T) {
+	for _, tc := range []struct{ name, pod, field string }{
+		{"limit", `{"metadata":{"name":"p"},"spec":{"containers":[{"name":"a","resources":{"limits":{"cpu":"1E-100000000"}}}]}}`, "spec.containers[0].resources.limits.cpu"},
+		{"bare number", `{"metadata":{"name":"p"},"spec":{"containers":[{"name":"a","resources":{"requests":{"memory":1E+100000000}}}]}}`, "spec.containers[0].resources.requests.memory"},
+		{"unicode space", `{"metadata":{"name":"p"},"spec":{"initContainers":[{"name":"a","resources":{"requests":{"cpu":"` + "\u00a0" + `1E-100000000"}}}],"containers":[{"name":"b"}]}}`, "spec.initContainers[0].resources.requests.cpu"},
+		{"overhead", `{"metadata":{"name":"p"},"spec":{"overhead":{"cpu":"` + strings.Repeat("1", 1000) + `"},"containers":[{"name":"a"}]}}`, "spec.overhead.cpu"},
+		{"emptyDir", `{"metadata":{"name":"p"},"spec":{"volumes":[{"name":"v","emptyDir":{"sizeLimit":"1e99999"}}],"containers":[{"name":"a"}]}}`, "spec.volumes[0].emptyDir.sizeLimit"},
+		{"status", `{"metadata":{"name":"p"},"spec":{"containers":[{"name":"a"}]},"status":{"containerStatuses":[{"allocatedResources":{"cpu":"1E-100000000"}}]}}`, "status.containerStatuses[0].allocatedResources.cpu"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var err error
+			alloc := allocated(func() { _, err = DecodePod([]byte(tc.pod)) })
+			e, ok := AsError(err)
+			if !ok || e.Reason != ReasonInvalidPod || e.Field != tc.field {
+				t.Fatalf("got %v, want invalid_pod naming %s", err, tc.field)
+			}
+			if alloc > 1<<20 {
+				t.Errorf("%d bytes allocated, want under 1 MiB", alloc)
+			}
+		})
+	}
+	// Ordinary quantities, and an exponent outside any quantity, decode.
+	ok := `{"metadata":{"name":"p","labels":{"v":"1e99999"}},"spec":{"containers":[{"name":"a","env":[{"name":"X","value":"1E-100000000"}],"resources":{"limits":{"cpu":"1e3","memory":"1Gi"}}}]}}`
+	if _, err := DecodePod([]byte(ok)); err != nil {
+		t.Fatalf("ordinary pod: %v", err)
+	}
+}
+
+// allocated returns the bytes fn allocated (the whole process's; callers
+// do not run in parallel).
+func allocated(fn func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	fn()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// FuzzSettingValue feeds any value to the quantity settings (and the
+// others): whatever it is, parsing it allocates a bounded amount, so no
+// value can be made expensive (1E-100000000 once took 257 MB).
+func FuzzSettingValue(f *testing.F) {
+	for _, s := range []string{"100m", "1", "128Mi", "1E-100000000", "1e+30", "0.0001", "9223372036854775807Ei", strings.Repeat("9", 40), "1e-10000000"} {
+		f.Add(s)
+	}
+	proxy := DefaultConfig().Proxy
+	f.Fuzz(func(t *testing.T, v string) {
+		for _, name := range []string{SettingProxyCPU, SettingProxyMemory, SettingIncludeInboundPorts, SettingExcludeOutboundIPRanges} {
+			var s settings
+			alloc := allocated(func() { _ = s.set(name, v, proxy) })
+			if limit := uint64(1<<20 + 64*len(v)); alloc > limit {
+				t.Fatalf("%s=%.40q: %d bytes allocated, want at most %d", name, v, alloc, limit)
+			}
+		}
+	})
+}
