@@ -33,6 +33,9 @@ func (in *Injector) build(pod *corev1.Pod, d decision, ov Overrides) (Result, *E
 	}
 	work := p.pod // the pod without anything an older injection added
 
+	if err := checkOtherMesh(work); err != nil {
+		return Result{}, err
+	}
 	if err := checkNames(work); err != nil {
 		return Result{}, err
 	}
@@ -127,6 +130,37 @@ func (in *Injector) build(pod *corev1.Pod, d decision, ov Overrides) (Result, *E
 		Patch:    p.ops,
 		Pod:      p.pod,
 	}, nil
+}
+
+// otherMeshContainers are the proxy and init containers other meshes
+// inject, by mesh. A pod carrying one already has a proxy and redirection
+// rules of its own: a second proxy would fight it for the pod's traffic.
+var otherMeshContainers = []struct{ mesh, container string }{
+	{"Istio", "istio-proxy"}, {"Istio", "istio-init"}, {"Istio", "istio-validation"},
+	{"Linkerd", "linkerd-proxy"}, {"Linkerd", "linkerd-init"}, {"Linkerd", "linkerd-network-validator"},
+	{"Kuma", "kuma-sidecar"}, {"Kuma", "kuma-init"}, {"Kuma", "kuma-validation"},
+	{"Consul", "consul-dataplane"}, {"Consul", "consul-connect-inject-init"}, {"Consul", "consul-connect-envoy-sidecar"}, {"Consul", "envoy-sidecar"},
+	{"Open Service Mesh", "osm-init"},
+	{"AWS App Mesh", "proxyinit"},
+}
+
+// checkOtherMesh refuses a pod that already carries another mesh's proxy
+// or init container, naming it. It runs before the UID check: Istio's
+// proxy runs as 1337 too, and "runs as the proxy UID" would mislead.
+func checkOtherMesh(pod *corev1.Pod) *Error {
+	for _, list := range []struct {
+		field string
+		cs    []corev1.Container
+	}{{"spec.initContainers", pod.Spec.InitContainers}, {"spec.containers", pod.Spec.Containers}} {
+		for i, c := range list.cs {
+			for _, m := range otherMeshContainers {
+				if c.Name == m.container {
+					return denyf(ReasonOtherMesh, fmt.Sprintf("%s[%d]", list.field, i), "container %q is %s's; the pod is already in another mesh and cannot get a second proxy: opt it out of one of them (sidecar.io/inject: \"false\")", c.Name, m.mesh)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // checkNames refuses a pod that already has a container or volume with one

@@ -45,6 +45,7 @@ const (
 	ReasonInvalidSetting   Reason = "invalid_setting"    // a sidecar.io/* setting annotation is malformed
 	ReasonForbiddenSetting Reason = "forbidden_setting"  // a sidecar.io/* setting the config does not allow
 	ReasonNoFreePort       Reason = "no_free_port"       // no proxy port left in the configured range
+	ReasonOtherMesh        Reason = "other_mesh"         // another mesh's proxy or init container is in the pod
 )
 
 // Reasons lists every reason, in a fixed order.
@@ -54,7 +55,7 @@ func Reasons() []Reason {
 		ReasonOptedOut, ReasonNamespaceDisabled, ReasonNotOptedIn, ReasonHostNetwork, ReasonMirrorPod,
 		ReasonExcludedNamespace, ReasonInjectorNamespace, ReasonAlreadyInjected,
 		ReasonInvalidPod, ReasonNameConflict, ReasonProxyUIDConflict, ReasonInvalidSetting,
-		ReasonForbiddenSetting, ReasonNoFreePort,
+		ReasonForbiddenSetting, ReasonNoFreePort, ReasonOtherMesh,
 	}
 }
 

@@ -347,6 +347,15 @@ func TestAdmissionInputs(t *testing.T) {
 			})(t, h)
 		}, wantHTTP: 200, wantAllowed: true, wantPatch: true, wantWarnings: 1, wantWarn: []string{"ignored sidecar.io/status", "does not have"},
 			wantResult: ResultInjected, wantReason: inject.ReasonNamespaceEnabled, check: wantNoRemove},
+		{row: 37, name: "an Istio-injected pod", body: simple(func(p map[string]any, _ request) {
+			obj(p, "spec")["initContainers"] = []any{map[string]any{"name": "istio-init", "image": "istio/proxyv2"}}
+			obj(p, "spec")["containers"] = append(containers(p), map[string]any{"name": "istio-proxy", "image": "istio/proxyv2",
+				"securityContext": map[string]any{"runAsUser": 1337}})
+		}), wantHTTP: 200, wantCode: 400, wantMsg: []string{"istio-init", "Istio"}, wantResult: ResultDenied, wantReason: inject.ReasonOtherMesh},
+		{row: 37, name: "a Linkerd-injected pod in audit mode", path: "/audit", body: simple(func(p map[string]any, _ request) {
+			obj(p, "spec")["containers"] = append(containers(p), map[string]any{"name": "linkerd-proxy", "image": "linkerd/proxy"})
+		}), wantHTTP: 200, wantAllowed: true, wantWarnings: 1, wantWarn: []string{"would deny (other_mesh)"},
+			wantResult: ResultAudited, wantReason: inject.ReasonOtherMesh},
 		{row: 30, name: "/mutate on the health port", health: true, body: simple(nil), wantHTTP: 404},
 		{row: 30, name: "/metrics on the TLS port", method: http.MethodGet, path: "/metrics", wantHTTP: 404},
 		{row: 30, name: "GET /mutate", method: http.MethodGet, wantHTTP: 405},

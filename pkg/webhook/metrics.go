@@ -205,7 +205,7 @@ func naturalResult(r inject.Reason) Result {
 		inject.ReasonMirrorPod, inject.ReasonExcludedNamespace, inject.ReasonInjectorNamespace, inject.ReasonAlreadyInjected:
 		return ResultSkipped
 	case inject.ReasonInvalidPod, inject.ReasonNameConflict, inject.ReasonProxyUIDConflict,
-		inject.ReasonInvalidSetting, inject.ReasonForbiddenSetting, inject.ReasonNoFreePort:
+		inject.ReasonInvalidSetting, inject.ReasonForbiddenSetting, inject.ReasonNoFreePort, inject.ReasonOtherMesh:
 		return ResultDenied
 	}
 	return ""
