@@ -1,8 +1,12 @@
 package inject
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -135,4 +139,39 @@ func FuzzSettingValue(f *testing.F) {
 			}
 		}
 	})
+}
+
+// countdownCtx is done after its Err has been asked n times.
+type countdownCtx struct {
+	context.Context
+	n atomic.Int32
+}
+
+func (c *countdownCtx) Err() error {
+	if c.n.Add(-1) < 0 {
+		return context.Canceled
+	}
+	return nil
+}
+
+// Row 33: explain work stops when the request's context is done (the
+// client left), and at the pod cap.
+func TestExplainLimitedStops(t *testing.T) {
+	in := mustInjector(t, nil)
+	var stream strings.Builder
+	for i := range 50 {
+		fmt.Fprintf(&stream, `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p%d"},"spec":{"containers":[{"name":"a","image":"a"}]}}`+"\n", i)
+	}
+	ctx := &countdownCtx{Context: context.Background()}
+	ctx.n.Store(10)
+	out, err := in.ExplainLimited(ctx, []byte(stream.String()), Overrides{}, 1000)
+	if !errors.Is(err, context.Canceled) || out != nil {
+		t.Fatalf("cancelled: got %d explanations, %v; want context.Canceled", len(out), err)
+	}
+	if _, err := in.ExplainLimited(context.Background(), []byte(stream.String()), Overrides{}, 20); !errors.Is(err, ErrTooManyPods) {
+		t.Fatalf("over the cap: %v, want ErrTooManyPods", err)
+	}
+	if out, err := in.ExplainLimited(context.Background(), []byte(stream.String()), Overrides{}, 50); err != nil || len(out) != 50 {
+		t.Fatalf("at the cap: %d, %v", len(out), err)
+	}
 }

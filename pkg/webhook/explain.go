@@ -3,7 +3,9 @@ package webhook
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -50,8 +52,9 @@ func (s *Server) serveExplain(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	body, buf, err := s.readBody(w, r)
+	body, buf, release, err := s.readBodyLimit(w, r, maxExplainBodyBytes)
 	defer s.putBuf(buf)
+	defer release()
 	if err != nil {
 		fail(err)
 		return
@@ -60,21 +63,74 @@ func (s *Server) serveExplain(w http.ResponseWriter, r *http.Request) {
 		fail(badRequestf("request body is empty: want a Pod, a workload or a List (JSON or YAML)"))
 		return
 	}
-	exps, err := s.config.get().injector.Explain(body, ov)
-	if err != nil {
+	// Its own small budget: explain never competes with admission for
+	// slots, and a flood of it is answered 429 at once. Taken once the body is read.
+	select {
+	case s.explainSem <- struct{}{}:
+		defer func() { <-s.explainSem }()
+	default:
+		s.metrics.explains.WithLabelValues("error").Inc()
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusTooManyRequests, httpErrorBody(http.StatusTooManyRequests,
+			fmt.Sprintf("more than %d explain requests in flight; retry", maxExplainInFlight)))
+		return
+	}
+	exps, err := s.config.get().injector.ExplainLimited(r.Context(), body, ov, maxExplainPods)
+	switch {
+	case r.Context().Err() != nil:
+		s.metrics.explains.WithLabelValues("error").Inc()
+		s.log.Info("explain abandoned: the client went away", "duration_ms", float64(s.now().Sub(start).Microseconds())/1000)
+		return
+	case errors.Is(err, inject.ErrTooManyPods):
+		fail(&badRequest{code: http.StatusRequestEntityTooLarge, reason: string(ReasonBodyTooLarge), msg: "explain: " + err.Error() + "; split the manifests"})
+		return
+	case err != nil:
 		fail(badRequestf("explain: %v", err))
 		return
 	}
 	var out bytes.Buffer
-	enc := json.NewEncoder(&out)
+	enc := json.NewEncoder(&limitedWriter{w: &out, n: maxExplainAnswerBytes})
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(exps); err != nil {
+		if errors.Is(err, errAnswerTooLarge) {
+			fail(&badRequest{code: http.StatusRequestEntityTooLarge, reason: string(ReasonBodyTooLarge),
+				msg: fmt.Sprintf("explain: the answer would be over %d bytes; send fewer objects", maxExplainAnswerBytes)})
+			return
+		}
 		fail(fmt.Errorf("encode the explanation: %w", err))
 		return
 	}
 	s.metrics.explains.WithLabelValues("ok").Inc()
 	writeJSON(w, http.StatusOK, out.Bytes())
 	s.log.Info("explain", "pods", len(exps), "duration_ms", float64(s.now().Sub(start).Microseconds())/1000)
+}
+
+// /explain stays on the admission (TLS) port: it answers what the
+// webhook would do with the webhook's own config, and needs the same TLS.
+// Its caps keep it from competing with admission: its own concurrency
+// budget, a body, pod and answer cap far below admission's, and work that
+// stops when the client leaves.
+const (
+	maxExplainInFlight    = 2
+	maxExplainBodyBytes   = 1 << 20
+	maxExplainPods        = 200
+	maxExplainAnswerBytes = 4 << 20
+)
+
+var errAnswerTooLarge = errors.New("answer too large")
+
+// limitedWriter fails once more than n bytes were written.
+type limitedWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if len(p) > l.n {
+		return 0, errAnswerTooLarge
+	}
+	l.n -= len(p)
+	return l.w.Write(p)
 }
 
 // failHTTPQuiet writes a non-200 JSON Status answer without admission metrics.

@@ -52,12 +52,18 @@ func (s *Server) serveReview(w http.ResponseWriter, r *http.Request, audit bool)
 		s.failHTTP(w, start, err)
 		return
 	}
-	body, buf, err := s.readBody(w, r)
+	body, buf, release, err := s.readBody(w, r)
 	defer s.putBuf(buf)
+	defer release()
 	if err != nil {
 		s.failHTTP(w, start, err)
 		return
 	}
+	done, ok := s.acquireSlot(w)
+	if !ok {
+		return
+	}
+	defer done()
 	rev, err := decodeReview(body)
 	if err != nil {
 		s.failHTTP(w, start, err)
@@ -385,28 +391,64 @@ func (s *Server) applyTimeout(w http.ResponseWriter, r *http.Request, start time
 	return nil
 }
 
-// readBody reads the body into a pooled buffer, at most MaxBodyBytes+1 bytes
-// of it; a declared or actual size above the cap is a 413.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *[]byte, error) {
-	limit := s.cfg.MaxBodyBytes
+// readBody reads the body into a pooled buffer, at most MaxBodyBytes+1
+// bytes of it; a declared or actual size above the cap is a 413. Memory
+// follows the bytes that arrive, never what a client declares: every byte
+// of buffer beyond the first pooled 16 KiB is reserved from the server's
+// body budget as it grows, and a request that finds the budget spent is
+// answered 429 (errOverloaded). release returns the reservation; call it
+// when the body is no longer used, also on error.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body []byte, bp *[]byte, release func(), err error) {
+	return s.readBodyLimit(w, r, s.cfg.MaxBodyBytes)
+}
+
+// readBodyLimit is readBody with another cap.
+func (s *Server) readBodyLimit(w http.ResponseWriter, r *http.Request, limit int64) (body []byte, bp *[]byte, release func(), err error) {
+	var reserved int64
+	release = func() {
+		if reserved > 0 {
+			s.bodyBytes.Add(-reserved)
+			reserved = 0
+		}
+	}
 	if r.ContentLength > limit {
-		return nil, nil, &badRequest{code: http.StatusRequestEntityTooLarge, reason: string(ReasonBodyTooLarge),
+		return nil, nil, release, &badRequest{code: http.StatusRequestEntityTooLarge, reason: string(ReasonBodyTooLarge),
 			msg: fmt.Sprintf("request body is %d bytes: at most %d accepted", r.ContentLength, limit)}
 	}
-	bp := s.bufs.Get().(*[]byte)
+	s.reading.Add(1)
+	defer s.reading.Add(-1)
+	bp = s.bufs.Get().(*[]byte)
 	buf := (*bp)[:0]
-	if n := min(r.ContentLength, maxPooledBody); n > 0 && int64(cap(buf)) < n+1 {
-		// Sized from the declared length (+1: the read that sees EOF needs
-		// room), but never more than maxPooledBody up front: memory follows
-		// the bytes that arrive, not what a slow client declares.
-		buf = make([]byte, 0, n+1)
+	free := int64(cap(buf)) // the pooled buffer is counted per stream, not in the budget
+	grow := func(want int) bool {
+		if add := int64(want) - free - reserved; add > 0 {
+			if s.bodyBytes.Add(add) > s.bodyBudget {
+				s.bodyBytes.Add(-add)
+				return false
+			}
+			reserved += add
+		}
+		return true
 	}
-	body := http.MaxBytesReader(w, r.Body, limit)
+	in := http.MaxBytesReader(w, r.Body, limit)
 	for {
 		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+			// Double, or go straight to the declared length once the
+			// client has sent 256 KiB of it.
+			want := max(2*cap(buf), 16<<10)
+			if r.ContentLength > 0 && len(buf) >= maxPooledBody {
+				want = max(want, int(r.ContentLength)+1)
+			}
+			want = min(want, int(limit)+1)
+			if !grow(want) {
+				*bp = buf
+				return nil, bp, release, errOverloaded(fmt.Sprintf("request bodies in memory are at the budget of %d MiB (--memory-budget); retry", s.bodyBudget>>20))
+			}
+			nb := make([]byte, len(buf), want)
+			copy(nb, buf)
+			buf = nb
 		}
-		n, err := body.Read(buf[len(buf):cap(buf)])
+		n, err := in.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err == io.EOF {
 			break
@@ -415,18 +457,23 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *[]by
 			*bp = buf
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
-				return nil, bp, &badRequest{code: http.StatusRequestEntityTooLarge, reason: string(ReasonBodyTooLarge),
+				return nil, bp, release, &badRequest{code: http.StatusRequestEntityTooLarge, reason: string(ReasonBodyTooLarge),
 					msg: fmt.Sprintf("request body is over %d bytes: at most %d accepted", limit, limit)}
 			}
 			code := http.StatusBadRequest
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				code = http.StatusRequestTimeout
 			}
-			return nil, bp, &badRequest{code: code, reason: string(ReasonReadError), msg: "read request body: " + err.Error()}
+			return nil, bp, release, &badRequest{code: code, reason: string(ReasonReadError), msg: "read request body: " + err.Error()}
 		}
 	}
 	*bp = buf
-	return buf, bp, nil
+	return buf, bp, release, nil
+}
+
+// errOverloaded is a 429: the server is at one of its caps.
+func errOverloaded(msg string) error {
+	return &badRequest{code: http.StatusTooManyRequests, reason: string(ReasonOverloaded), msg: msg}
 }
 
 func (s *Server) putOutBuf(b *bytes.Buffer) {
@@ -438,7 +485,9 @@ func (s *Server) putOutBuf(b *bytes.Buffer) {
 }
 
 func (s *Server) putBuf(bp *[]byte) {
-	if bp == nil || cap(*bp) > maxPooledBody {
+	// Only the first-size buffers: readBody counts a pooled buffer as
+	// free of the body budget.
+	if bp == nil || cap(*bp) > 16<<10 {
 		return
 	}
 	*bp = (*bp)[:0]

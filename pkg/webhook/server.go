@@ -23,6 +23,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -87,7 +88,13 @@ type Server struct {
 	nsWarn   NamespaceWarner
 	skips    SkipNotifier
 
-	sem          chan struct{}
+	sem        chan struct{}
+	explainSem chan struct{}
+	// bodyBytes are the body bytes reserved by requests now, at most
+	// bodyBudget (Config.Budget).
+	bodyBytes    atomic.Int64
+	bodyBudget   int64
+	reading      atomic.Int64 // requests reading their bodies
 	shuttingDown atomic.Bool
 	bufs         sync.Pool // request bodies (*[]byte)
 	outBufs      sync.Pool // answers (*bytes.Buffer)
@@ -109,19 +116,21 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, errors.New("webhook.New: Log, Metrics and Gatherer are required")
 	}
 	s := &Server{
-		cfg:      cfg,
-		log:      d.Log,
-		metrics:  d.Metrics,
-		gatherer: d.Gatherer,
-		certs:    newCertSource(cfg.TLSCertFile, cfg.TLSKeyFile, d.Log, d.Metrics),
-		config:   newConfigSource(cfg.ConfigFile, d.Log, d.Metrics),
-		native:   d.NativeSidecarSupported,
-		nsWarn:   d.Namespaces,
-		skips:    d.Skips,
-		version:  version.Get(),
-		sem:      make(chan struct{}, cfg.MaxInFlight),
-		inject:   (*inject.Injector).Inject,
-		now:      time.Now,
+		cfg:        cfg,
+		log:        d.Log,
+		metrics:    d.Metrics,
+		gatherer:   d.Gatherer,
+		certs:      newCertSource(cfg.TLSCertFile, cfg.TLSKeyFile, d.Log, d.Metrics),
+		config:     newConfigSource(cfg.ConfigFile, d.Log, d.Metrics),
+		native:     d.NativeSidecarSupported,
+		nsWarn:     d.Namespaces,
+		skips:      d.Skips,
+		version:    version.Get(),
+		sem:        make(chan struct{}, cfg.MaxInFlight),
+		explainSem: make(chan struct{}, maxExplainInFlight),
+		bodyBudget: cfg.Budget().BodyBytes,
+		inject:     (*inject.Injector).Inject,
+		now:        time.Now,
 	}
 	s.bufs.New = func() any { b := make([]byte, 0, 16<<10); return &b }
 	s.outBufs.New = func() any { return bytes.NewBuffer(make([]byte, 0, 16<<10)) }
@@ -183,12 +192,12 @@ func (s *Server) Handler() http.Handler {
 		w.Header().Set("Allow", http.MethodPost)
 		writeJSON(w, http.StatusMethodNotAllowed, httpErrorBody(http.StatusMethodNotAllowed, r.Method+" "+quote(r.URL.Path)+": want POST"))
 	})
-	r.Group(func(r chi.Router) {
-		r.Use(s.limitInFlight)
-		r.Post("/mutate", func(w http.ResponseWriter, r *http.Request) { s.serveReview(w, r, false) })
-		r.Post("/audit", func(w http.ResponseWriter, r *http.Request) { s.serveReview(w, r, true) })
-		r.Post("/explain", s.serveExplain)
-	})
+	// Each request takes its in-flight slot once its body is read (see
+	// serveReview): a client that sends headers and no body, or trickles
+	// it, holds no slot.
+	r.Post("/mutate", func(w http.ResponseWriter, r *http.Request) { s.serveReview(w, r, false) })
+	r.Post("/audit", func(w http.ResponseWriter, r *http.Request) { s.serveReview(w, r, true) })
+	r.Post("/explain", s.serveExplain)
 	return r
 }
 
@@ -236,25 +245,27 @@ func (s *Server) serveReadyz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
-// limitInFlight answers 429 at once above MaxInFlight concurrent requests.
-func (s *Server) limitInFlight(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case s.sem <- struct{}{}:
-		default:
-			w.Header().Set("Retry-After", "1")
-			writeJSON(w, http.StatusTooManyRequests, httpErrorBody(http.StatusTooManyRequests,
-				fmt.Sprintf("more than %d admission requests in flight; retry (or raise --max-in-flight / add replicas)", s.cfg.MaxInFlight)))
-			s.metrics.observe(ResultError, ReasonOverloaded, 0)
-			return
-		}
-		s.metrics.inFlight.Inc()
-		defer func() {
-			s.metrics.inFlight.Dec()
-			<-s.sem
-		}()
-		next.ServeHTTP(w, r)
-	})
+// acquireSlot takes an in-flight slot, or answers 429 at once above
+// MaxInFlight concurrent requests. It is called once the body is read.
+func (s *Server) acquireSlot(w http.ResponseWriter) (release func(), ok bool) {
+	select {
+	case s.sem <- struct{}{}:
+	default:
+		s.tooMany(w, fmt.Sprintf("more than %d admission requests in flight; retry (or raise --max-in-flight / add replicas)", s.cfg.MaxInFlight))
+		return nil, false
+	}
+	s.metrics.inFlight.Inc()
+	return func() {
+		s.metrics.inFlight.Dec()
+		<-s.sem
+	}, true
+}
+
+// tooMany answers 429, counted as overloaded.
+func (s *Server) tooMany(w http.ResponseWriter, msg string) {
+	w.Header().Set("Retry-After", "1")
+	writeJSON(w, http.StatusTooManyRequests, httpErrorBody(http.StatusTooManyRequests, msg))
+	s.metrics.observe(ResultError, ReasonOverloaded, 0)
 }
 
 // recoverer turns a panic outside a review (the review handler recovers its
@@ -293,6 +304,13 @@ func (s *Server) httpServers() (tlsSrv, healthSrv *http.Server) {
 		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 		ErrorLog:          errLog,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: s.cfg.MaxConcurrentStreams,
+			// Flow-control windows: what a connection may push before the
+			// handlers read it (they read at once; this bounds the rest).
+			MaxReceiveBufferPerConnection: 256 << 10,
+			MaxReceiveBufferPerStream:     256 << 10,
+		},
 	}
 	healthSrv = &http.Server{
 		Handler:           s.HealthHandler(),
@@ -329,6 +347,9 @@ func (s *Server) Run(ctx context.Context) error {
 // in flight. It closes both listeners.
 func (s *Server) Serve(ctx context.Context, tlsLn, healthLn net.Listener) error {
 	tlsSrv, healthSrv := s.httpServers()
+	// At MaxConnections open, Accept waits: further connections stay in
+	// the kernel's queue, costing this process nothing.
+	tlsLn = netutil.LimitListener(tlsLn, s.cfg.MaxConnections)
 
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -368,6 +389,8 @@ func (s *Server) Serve(ctx context.Context, tlsLn, healthLn net.Listener) error 
 	go func() { errc <- fmt.Errorf("health server: %w", healthSrv.Serve(healthLn)) }()
 	s.log.Info("serving", "webhook", "https://"+tlsLn.Addr().String(), "health", "http://"+healthLn.Addr().String(),
 		"http2", s.cfg.HTTP2, "tls_min_version", s.cfg.TLSMinVersion, "max_in_flight", s.cfg.MaxInFlight,
+		"max_connections", s.cfg.MaxConnections, "max_concurrent_streams", s.cfg.MaxConcurrentStreams,
+		"memory_budget_mib", s.cfg.Budget().Memory>>20, "body_budget_mib", s.bodyBudget>>20,
 		"config_hash", s.config.get().hash, "version", s.version, "ready", s.Ready())
 
 	var serveErr error
