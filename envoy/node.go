@@ -55,13 +55,22 @@ const (
 	IPv6Off  = "off"
 )
 
-// Limits of the metadata parser; a pod may declare many ports (RELIABILITY.md
-// row 26), but the metadata of one node stays bounded.
+// Limits of the node metadata, the same for the webhook (which refuses a
+// pod over them, naming the limit) and the xDS server (which serves the
+// default snapshot to a node over them): a pod may declare many ports
+// (RELIABILITY.md row 26), but the metadata of one node, and the snapshot
+// it asks for, stay bounded (row X1).
 const (
-	MaxAppPorts      = 4096
+	MaxAppPorts      = 1024
 	MaxExcludedPorts = 4096
 	maxStringLen     = 256
+	// MaxMetadataBytes bounds the node metadata, as JSON in the overlay and
+	// as the protobuf Struct the xDS server receives.
+	MaxMetadataBytes = 64 << 10
 )
+
+// ErrMetadataTooLarge: the metadata is over MaxMetadataBytes.
+var ErrMetadataTooLarge = errors.New("node metadata too large")
 
 // AppPort is a port an application container of the pod serves on.
 type AppPort struct {
@@ -113,10 +122,20 @@ type OverlayNode struct {
 // RenderOverlay renders the --config-yaml value for a pod. It is JSON, which
 // Envoy's YAML loader reads as is; keys are in a fixed order, so the same
 // metadata always gives the same bytes.
+//
+// Metadata over the limits of the xDS server (more than MaxAppPorts app
+// ports, more than MaxMetadataBytes) is an error naming the limit: the
+// server would serve such a node the default snapshot.
 func RenderOverlay(md NodeMetadata) (string, error) {
+	if len(md.AppPorts) > MaxAppPorts {
+		return "", fmt.Errorf("%w: the pod declares %d TCP ports; the proxy's node metadata carries at most %d (the xDS server's limit)", ErrMetadataTooLarge, len(md.AppPorts), MaxAppPorts)
+	}
 	b, err := json.Marshal(Overlay{Node: OverlayNode{ID: NodeID, Cluster: NodeCluster, Metadata: md}})
 	if err != nil {
 		return "", fmt.Errorf("render envoy overlay: %w", err)
+	}
+	if len(b) > MaxMetadataBytes {
+		return "", fmt.Errorf("%w: the proxy's node metadata would be %d bytes; the xDS server reads at most %d (fewer ports or exclusions)", ErrMetadataTooLarge, len(b), MaxMetadataBytes)
 	}
 	return string(b), nil
 }

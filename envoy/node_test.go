@@ -114,7 +114,7 @@ func TestParseNodeMetadataErrors(t *testing.T) {
 	for i := range many {
 		many[i] = map[string]any{"port": i%60000 + 1}
 	}
-	if _, err := ParseNodeMetadata(structOf(t, with("appPorts", many))); err == nil || !strings.Contains(err.Error(), "at most 4096") {
+	if _, err := ParseNodeMetadata(structOf(t, with("appPorts", many))); err == nil || !strings.Contains(err.Error(), "at most 1024") {
 		t.Errorf("too many app ports: %v", err)
 	}
 }

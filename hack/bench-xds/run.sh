@@ -41,7 +41,7 @@ for n in $ns; do
   printf 'apiVersion: sidecar.io/v1alpha1\nkind: MeshConfig\n' >"$mesh"
   log="$out/server-$n.log"
   env ${BENCH_XDS_SERVER_GOGC:+GOGC=$BENCH_XDS_SERVER_GOGC} "$out/sidecar-injector" xds --listen-address 127.0.0.1:0 --health-address 127.0.0.1:0 \
-    --mesh-config "$mesh" --log-format json --log-level info --shutdown-delay 0s --shutdown-grace 5s \
+    --mesh-config "$mesh" --log-format json --log-level info --shutdown-delay 0s --shutdown-grace 5s --check-pod-ip=false \
     --cpu-profile "$out/cpu-$n.pprof" 2>"$log" &
   pid=$!
   grpc="" health=""

@@ -326,7 +326,10 @@ func (d *demo) startXDS(ctx context.Context) (string, error) {
 	addr := "127.0.0.1:" + strconv.Itoa(ports[0])
 	p, err := d.startProc(ctx, "xds", ports[1], "xds",
 		"--listen-address", addr, "--health-address", "127.0.0.1:"+strconv.Itoa(ports[1]),
-		"--shutdown-delay", "0s", "--log-format", "text")
+		"--shutdown-delay", "0s", "--log-format", "text",
+		// The demo's proxies are simulated from this host, not from their
+		// pods' addresses.
+		"--check-pod-ip=false")
 	if err != nil {
 		tail := strings.TrimSpace(p.LogTail(3))
 		if strings.Contains(tail, "not yet built") {

@@ -8,6 +8,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/sidecar-injector/sidecar-injector/envoy"
 )
 
 func TestCheckQuantity(t *testing.T) {
@@ -173,5 +177,25 @@ func TestExplainLimitedStops(t *testing.T) {
 	}
 	if out, err := in.ExplainLimited(context.Background(), []byte(stream.String()), Overrides{}, 50); err != nil || len(out) != 50 {
 		t.Fatalf("at the cap: %d, %v", len(out), err)
+	}
+}
+
+// Row X1, the webhook's side: a pod with more app ports than the xDS
+// server reads is refused naming the limit (the server would serve its
+// proxy the default snapshot).
+func TestAppPortCap(t *testing.T) {
+	in := mustInjector(t, nil)
+	pod := testPod()
+	pod.Spec.Containers[0].Ports = nil
+	for i := range envoy.MaxAppPorts + 1 {
+		pod.Spec.Containers[0].Ports = append(pod.Spec.Containers[0].Ports, corev1.ContainerPort{ContainerPort: int32(20000 + i)})
+	}
+	_, err := in.Inject(pod, Overrides{Namespace: "shop"})
+	if e, ok := AsError(err); !ok || e.Reason != ReasonInvalidPod || !strings.Contains(e.Error(), fmt.Sprint(envoy.MaxAppPorts)) {
+		t.Fatalf("got %v, want invalid_pod naming the cap %d", err, envoy.MaxAppPorts)
+	}
+	pod.Spec.Containers[0].Ports = pod.Spec.Containers[0].Ports[:envoy.MaxAppPorts]
+	if _, err := in.Inject(pod, Overrides{Namespace: "shop"}); err != nil {
+		t.Fatalf("at the cap: %v", err)
 	}
 }

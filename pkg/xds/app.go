@@ -47,6 +47,14 @@ type Config struct {
 	MaxConnectionAge time.Duration
 	// MaxConcurrentStreams bounds the streams of one connection (Envoy opens one).
 	MaxConcurrentStreams uint32
+	// MaxConnections bounds open connections; more wait to be accepted.
+	MaxConnections int
+	// SendTimeout cuts the connection of a client that does not take a
+	// response within it (it never reads).
+	SendTimeout time.Duration
+	// CheckPodIP refuses a node whose metadata podIP is not its connection's
+	// peer address; turn it off for proxies behind NAT.
+	CheckPodIP bool
 	// FilePollInterval re-reads the watched files in case a change event is missed.
 	FilePollInterval time.Duration
 	// ShutdownDelay is how long /readyz says 503 before the server stops;
@@ -64,7 +72,10 @@ func DefaultConfig() Config {
 		KeepaliveTime:        30 * time.Second,
 		KeepaliveTimeout:     10 * time.Second,
 		KeepaliveMinTime:     10 * time.Second,
-		MaxConcurrentStreams: 1024,
+		MaxConcurrentStreams: 16,
+		MaxConnections:       20000,
+		SendTimeout:          30 * time.Second,
+		CheckPodIP:           true,
 		FilePollInterval:     30 * time.Second,
 		ShutdownDelay:        5 * time.Second,
 		ShutdownGrace:        10 * time.Second,
@@ -91,6 +102,9 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 		c.MaxConcurrentStreams = uint32(n)
 		return nil
 	})
+	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "most open connections (one per proxy); more wait to be accepted")
+	fs.DurationVar(&c.SendTimeout, "send-timeout", c.SendTimeout, "cut the connection of a proxy that does not take a response within this long")
+	fs.BoolVar(&c.CheckPodIP, "check-pod-ip", c.CheckPodIP, "refuse a proxy whose node metadata podIP is not its connection's address (false: proxies behind NAT)")
 	fs.DurationVar(&c.FilePollInterval, "file-poll-interval", c.FilePollInterval, "re-read the mesh settings and TLS files this often besides watching them")
 	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", c.ShutdownDelay, "on SIGTERM, report not ready this long before stopping")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", c.ShutdownGrace, "on SIGTERM, wait this long for streams to close before cutting them")
@@ -131,6 +145,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxConnectionAge != 0 && c.MaxConnectionAge < time.Minute {
 		errs = append(errs, fmt.Errorf("--max-connection-age %v: want 0 (never) or at least 1m, or every proxy reconnects all the time", c.MaxConnectionAge))
+	}
+	if c.MaxConnections < 1 {
+		errs = append(errs, fmt.Errorf("--max-connections %d: want at least 1", c.MaxConnections))
+	}
+	if c.SendTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("--send-timeout %v: want at least 1s", c.SendTimeout))
 	}
 	if c.MaxConcurrentStreams == 0 {
 		errs = append(errs, errors.New("--max-concurrent-streams 0: want at least 1"))
@@ -180,6 +200,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, gatherer prome
 		stop()
 		return nil, err
 	}
+	server.SetCheckPodIP(cfg.CheckPodIP)
 	a.server, a.stop = server, stop
 	if a.mesh != nil {
 		a.mesh.server = server
@@ -193,6 +214,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, gatherer prome
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.KeepaliveMinTime, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(params),
 		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
+		// A request carries a node (metadata at most 64 KiB is read) and
+		// resource names: 1 MiB is plenty.
+		grpc.MaxRecvMsgSize(1 << 20),
 	}
 	if cfg.TLSCertFile != "" {
 		a.certs = &certSource{certFile: cfg.TLSCertFile, keyFile: cfg.TLSKeyFile, log: log, metrics: a.metrics}
@@ -202,6 +226,16 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, gatherer prome
 		}
 		opts = append(opts, grpc.Creds(credentials.NewTLS(serverTLS(cfg.TLSMinVersion, a.certs.getCertificate))))
 	}
+	if a.grpcLis, err = net.Listen("tcp", cfg.ListenAddress); err != nil {
+		stop()
+		return nil, fmt.Errorf("listen on --listen-address %s: %w", cfg.ListenAddress, err)
+	}
+	conns := newConnLimiter(a.grpcLis, cfg.MaxConnections)
+	a.grpcLis = conns
+	opts = append(opts, grpc.ChainStreamInterceptor(sendTimeout(cfg.SendTimeout, conns, func(addr string) {
+		a.metrics.SendTimeouts.Inc()
+		log.Warn("connection cut: a response waited longer than --send-timeout for the proxy to read", "peer", addr, "send_timeout", cfg.SendTimeout)
+	})))
 	a.grpc = grpc.NewServer(opts...)
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(a.grpc, server.XDS())
 
@@ -224,10 +258,6 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, gatherer prome
 		MaxHeaderBytes:    1 << 20,
 	}
 
-	if a.grpcLis, err = net.Listen("tcp", cfg.ListenAddress); err != nil {
-		stop()
-		return nil, fmt.Errorf("listen on --listen-address %s: %w", cfg.ListenAddress, err)
-	}
 	if a.healthLis, err = net.Listen("tcp", cfg.HealthAddress); err != nil {
 		a.grpcLis.Close()
 		stop()

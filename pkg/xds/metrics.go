@@ -12,9 +12,10 @@ import (
 type Metrics struct {
 	ConnectedProxies prometheus.Gauge
 	Snapshots        prometheus.Gauge
+	SendTimeouts     prometheus.Counter
 	Requests         *prometheus.CounterVec // type, result: initial|ack|nack
 	Responses        *prometheus.CounterVec // type
-	InvalidMetadata  *prometheus.CounterVec // reason: missing|malformed|unsupported_version
+	InvalidMetadata  *prometheus.CounterVec // reason: missing|malformed|unsupported_version|oversized|foreign_pod_ip
 	BuildDuration    prometheus.Histogram
 	PushDuration     prometheus.Histogram
 	SettingsReloads  *prometheus.CounterVec // result: success|error|unchanged
@@ -49,7 +50,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"type"}),
 		InvalidMetadata: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sidecar_injector_xds_invalid_node_metadata_total",
-			Help: "Proxies served the safe default snapshot because their node metadata was missing, malformed or of an unsupported version.",
+			Help: "Proxies served the safe default snapshot because their node metadata was missing, malformed, oversized or of an unsupported version, or refused because its podIP was not their address.",
 		}, []string{"reason"}),
 		BuildDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "sidecar_injector_xds_snapshot_build_duration_seconds",
@@ -65,12 +66,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sidecar_injector_xds_settings_reloads_total",
 			Help: "Reads of the mesh settings file after a change, by result (success, error: old settings kept, unchanged).",
 		}, []string{"result"}),
+		SendTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sidecar_injector_xds_send_timeouts_total",
+			Help: "Connections cut because a response waited longer than --send-timeout for the proxy to read it.",
+		}),
 		TLSReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sidecar_injector_xds_tls_reloads_total",
 			Help: "Reloads of the serving certificate, by result (error: old certificate kept).",
 		}, []string{"result"}),
 	}
-	reg.MustRegister(m.ConnectedProxies, m.Snapshots, m.Requests, m.Responses, m.InvalidMetadata,
+	reg.MustRegister(m.ConnectedProxies, m.Snapshots, m.SendTimeouts, m.Requests, m.Responses, m.InvalidMetadata,
 		m.BuildDuration, m.PushDuration, m.SettingsReloads, m.TLSReloads, version.NewCollector("xds"),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Every series exists from the start, at 0.
@@ -80,7 +85,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}
 		m.Responses.WithLabelValues(t)
 	}
-	for _, r := range []string{ReasonMissing, ReasonMalformed, ReasonUnsupported} {
+	for _, r := range []string{ReasonMissing, ReasonMalformed, ReasonUnsupported, ReasonOversized, ReasonForeignPodIP} {
 		m.InvalidMetadata.WithLabelValues(r)
 	}
 	for _, r := range []string{"success", "error", "unchanged"} {

@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/sidecar-injector/sidecar-injector/envoy"
 )
@@ -120,11 +121,18 @@ const (
 	ReasonMissing     = "missing"
 	ReasonUnsupported = "unsupported_version"
 	ReasonMalformed   = "malformed"
+	ReasonOversized   = "oversized"
+	// ReasonForeignPodIP: the metadata's podIP is not the stream's peer
+	// (the node is refused, not served the default).
+	ReasonForeignPodIP = "foreign_pod_ip"
 )
 
 // ResolveNode reads a node's metadata. It never fails: a node with missing or
 // unusable metadata gets DefaultNodeInfo, and reason and err say why.
 func ResolveNode(node *corev3.Node) (info NodeInfo, reason string, err error) {
+	if n := proto.Size(node.GetMetadata()); n > envoy.MaxMetadataBytes {
+		return DefaultNodeInfo(), ReasonOversized, fmt.Errorf("%w: %d bytes, at most %d are read", envoy.ErrMetadataTooLarge, n, envoy.MaxMetadataBytes)
+	}
 	md, err := envoy.ParseNodeMetadata(node.GetMetadata())
 	if err != nil {
 		switch {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"net/netip"
 	"reflect"
 	"runtime"
 	"strconv"
@@ -19,7 +20,9 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	sotw "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
@@ -50,7 +53,19 @@ type Server struct {
 	// nodeKeys maps the *corev3.Node of each open stream to its group key,
 	// so the cache's NodeHash does not parse the metadata on every request.
 	nodeKeys sync.Map
+
+	// checkPodIP refuses a node whose metadata podIP is not the address
+	// its stream comes from (SetCheckPodIP).
+	checkPodIP bool
+	// warnings about what clients send are rate-limited: one client
+	// could otherwise flood the log.
+	warnings rate.Sometimes
 }
+
+// SetCheckPodIP turns on (or off, for proxies behind NAT) the check that
+// a node's metadata podIP is its connection's peer address (RELIABILITY.md
+// row X2): a pod can only describe itself. Call it before serving.
+func (s *Server) SetCheckPodIP(on bool) { s.checkPodIP = on }
 
 // group is the set of open streams sharing one snapshot.
 type group struct {
@@ -66,6 +81,7 @@ type group struct {
 }
 
 type streamState struct {
+	peer   netip.Addr // the client's address, when known
 	nodeID string
 	node   *corev3.Node // the node of the first request; later requests are pinned to it
 	key    string
@@ -81,7 +97,8 @@ func NewServer(ctx context.Context, log *slog.Logger, metrics *Metrics, mesh Mes
 	if err := mesh.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{log: log, metrics: metrics, ctx: ctx, mesh: mesh, groups: map[string]*group{}}
+	s := &Server{log: log, metrics: metrics, ctx: ctx, mesh: mesh, groups: map[string]*group{},
+		warnings: rate.Sometimes{First: 5, Interval: 10 * time.Second}}
 	s.mux = &cache.MuxCache{
 		Classify:      func(r *cache.Request) string { return shardNames[shardIndex((cachedHash{s}).ID(r.GetNode()))] },
 		ClassifyDelta: func(r *cache.DeltaRequest) string { return shardNames[shardIndex((cachedHash{s}).ID(r.GetNode()))] },
@@ -148,7 +165,11 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			if typeURL != resource.AnyType {
 				return status.Errorf(codes.Unimplemented, "only ADS is served; configure Envoy with ads_config and ads {} config sources")
 			}
-			s.streams.Store(id, &streamState{sent: map[string]sent{}})
+			st := &streamState{sent: map[string]sent{}}
+			if p, ok := peer.FromContext(ctx); ok {
+				st.peer, _ = peerIP(p)
+			}
+			s.streams.Store(id, st)
 			return nil
 		},
 		StreamRequestFunc:  s.onRequest,
@@ -221,8 +242,20 @@ func (s *Server) identify(st *streamState, node *corev3.Node) error {
 	info, reason, err := ResolveNode(node)
 	if err != nil {
 		s.metrics.InvalidMetadata.WithLabelValues(reason).Inc()
-		s.log.Warn("node metadata unusable, serving the default snapshot",
-			"node", clipN(node.GetId(), maxIDLen), "reason", reason, "error", err)
+		s.warnings.Do(func() {
+			s.log.Warn("node metadata unusable, serving the default snapshot", "rate_limited", true,
+				"node", clipN(node.GetId(), maxIDLen), "reason", reason, "error", clipN(err.Error(), 512))
+		})
+	} else if s.checkPodIP && st.peer.IsValid() {
+		claimed := node.GetMetadata().GetFields()["podIP"].GetStringValue()
+		if ip, perr := netip.ParseAddr(claimed); perr != nil || ip.Unmap() != st.peer {
+			s.metrics.InvalidMetadata.WithLabelValues(ReasonForeignPodIP).Inc()
+			s.warnings.Do(func() {
+				s.log.Warn("node refused: its metadata podIP is not its connection's address", "rate_limited", true,
+					"node", clipN(node.GetId(), maxIDLen), "podIP", clipN(claimed, 64), "peer", st.peer.String())
+			})
+			return status.Errorf(codes.PermissionDenied, "node metadata podIP %q is not this connection's address %s: a proxy can only describe its own pod (behind NAT, run the xDS server with --check-pod-ip=false)", clipN(claimed, 64), st.peer)
+		}
 	}
 	key := info.Key()
 	if err := s.join(key, info); err != nil {

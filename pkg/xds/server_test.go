@@ -71,6 +71,12 @@ type testServer struct {
 // startServer runs the real App on loopback TCP ports with a watched mesh file.
 func startServer(t *testing.T, mesh string) *testServer {
 	t.Helper()
+	return startServerWith(t, mesh, nil)
+}
+
+// startServerWith is startServer with the config changed by mutate.
+func startServerWith(t *testing.T, mesh string, mutate func(*Config)) *testServer {
+	t.Helper()
 	dir := t.TempDir()
 	ts := &testServer{reg: prometheus.NewRegistry(), logs: &syncBuffer{}, meshPath: filepath.Join(dir, "mesh.yaml")}
 	if err := os.WriteFile(ts.meshPath, []byte(mesh), 0o644); err != nil {
@@ -81,6 +87,9 @@ func startServer(t *testing.T, mesh string) *testServer {
 	cfg.MeshConfig = ts.meshPath
 	cfg.FilePollInterval = 200 * time.Millisecond
 	cfg.ShutdownDelay, cfg.ShutdownGrace = 0, 2*time.Second
+	if mutate != nil {
+		mutate(&cfg)
+	}
 	log := slog.New(slog.NewJSONHandler(ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	app, err := New(cfg, log, ts.reg, ts.reg)
 	if err != nil {
@@ -274,7 +283,7 @@ func testNode(t *testing.T, id string, ports ...uint32) *corev3.Node {
 	t.Helper()
 	md := envoy.NodeMetadata{
 		Version: envoy.MetadataVersion, InboundPort: 10001, OutboundPort: 10002, StatsPort: 10090, AdminPort: 9901,
-		PodIP: "10.0.0.7", ConfigHash: "abc", InjectorVersion: "test",
+		PodIP: "127.0.0.1", ConfigHash: "abc", InjectorVersion: "test",
 	}
 	for _, p := range ports {
 		md.AppPorts = append(md.AppPorts, envoy.AppPort{Port: p})

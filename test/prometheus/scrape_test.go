@@ -109,6 +109,7 @@ func TestPrometheusScrape(t *testing.T) {
 	// One admission request, then the injected pod's proxy fetches its
 	// configuration over ADS (CDS and LDS, both ACKed).
 	pod := admit(t, webhookTLS, ca.CertPEM)
+	pod.Status.PodIP = "127.0.0.1" // the proxy connects from here (the server checks it)
 	node, err := adsclient.NodeFromPod(pod)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,130 @@
+package xds
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/sidecar-injector/sidecar-injector/envoy"
+)
+
+// Row X1: metadata over 64 KiB, or with more app ports than the cap, gets
+// the default snapshot; the server keeps serving.
+func TestOversizedMetadata(t *testing.T) {
+	ts := startServer(t, "")
+	def, err := BuildSnapshot(DefaultNodeInfo(), DefaultMeshSettings())
+	if err != nil {
+		t.Fatal(err)
+	}
+	huge := testNode(t, "huge.default", 8080)
+	huge.Metadata.Fields["padding"] = structpb.NewStringValue(strings.Repeat("x", envoy.MaxMetadataBytes))
+	many := testNode(t, "many.default")
+	var ports []any
+	for i := range envoy.MaxAppPorts + 1 {
+		ports = append(ports, map[string]any{"port": float64(20000 + i)})
+	}
+	lv, err := structpb.NewList(ports)
+	if err != nil {
+		t.Fatal(err)
+	}
+	many.Metadata.Fields["appPorts"] = structpb.NewListValue(lv)
+	for _, tc := range []struct {
+		node   *corev3.Node
+		reason string
+	}{{huge, ReasonOversized}, {many, ReasonMalformed}} {
+		c := ts.connect(t, tc.node)
+		cds, lds := c.handshake("")
+		if cds.GetVersionInfo() != def.GetVersion(resource.ClusterType) || lds.GetVersionInfo() != def.GetVersion(resource.ListenerType) {
+			t.Errorf("%s: got %s/%s, want the default snapshot", tc.node.GetId(), cds.GetVersionInfo(), lds.GetVersionInfo())
+		}
+		c.cancel()
+		if got := ts.counter(t, ts.app.metrics.InvalidMetadata.WithLabelValues(tc.reason)); got != 1 {
+			t.Errorf("%s: %s counted %v times, want 1", tc.node.GetId(), tc.reason, got)
+		}
+	}
+}
+
+// Row X2: a node whose metadata podIP is not its connection's address is
+// refused; with the check off (NAT), it is served.
+func TestPodIPMustBePeer(t *testing.T) {
+	node := func(ip string) *corev3.Node {
+		n := testNode(t, "web.default", 8080)
+		n.Metadata.Fields["podIP"] = structpb.NewStringValue(ip)
+		return n
+	}
+	ts := startServer(t, "")
+	for _, ip := range []string{"10.0.0.7", ""} {
+		c := ts.connect(t, node(ip))
+		c.send(resource.ClusterType, "", "", "")
+		select {
+		case _, ok := <-c.recv:
+			if ok {
+				t.Fatalf("podIP %q from 127.0.0.1: got a response, want the stream refused", ip)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("podIP %q: neither refused nor answered", ip)
+		}
+		if status.Code(c.err()) != codes.PermissionDenied || !strings.Contains(c.err().Error(), "check-pod-ip") {
+			t.Errorf("podIP %q: %v, want PermissionDenied naming --check-pod-ip", ip, c.err())
+		}
+	}
+	c := ts.connect(t, node("127.0.0.1"))
+	c.handshake("")
+
+	nat := startServerWith(t, "", func(c *Config) { c.CheckPodIP = false })
+	nat.connect(t, node("10.0.0.7")).handshake("")
+}
+
+// Row X4: a client that never reads its responses is cut off after the
+// send timeout; a normal client meanwhile gets its config.
+func TestClientThatNeverReads(t *testing.T) {
+	ts := startServerWith(t, "", func(c *Config) { c.SendTimeout = time.Second })
+	conn, err := grpc.NewClient(ts.app.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ports := make([]uint32, envoy.MaxAppPorts)
+	for i := range ports {
+		ports[i] = uint32(20000 + i)
+	}
+	var streams []discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	for i := range 4 {
+		st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[0] = uint32(1000 + i) // a distinct group per stream
+		n := testNode(t, "greedy.default", ports...)
+		for _, typ := range []string{resource.ClusterType, resource.ListenerType} {
+			if err := st.Send(&discoveryv3.DiscoveryRequest{TypeUrl: typ, Node: n}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		streams = append(streams, st) // never read
+	}
+	ts.connect(t, testNode(t, "normal.default", 8080)).handshake("")
+	deadline := time.Now().Add(20 * time.Second)
+	for ts.counter(t, ts.app.metrics.SendTimeouts) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the non-reading client was not cut within 20s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitFor(t, "the cut client's snapshots dropped", func() bool { return ts.counter(t, ts.app.metrics.Snapshots) <= 1 })
+	ts.connect(t, testNode(t, "normal2.default", 8081)).handshake("")
+	_ = streams
+}
