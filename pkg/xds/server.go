@@ -60,6 +60,8 @@ type Server struct {
 	// warnings about what clients send are rate-limited: one client
 	// could otherwise flood the log.
 	warnings rate.Sometimes
+	// intern shares equal resources between the groups' snapshots.
+	intern *interner
 }
 
 // SetCheckPodIP turns on (or off, for proxies behind NAT) the check that
@@ -98,7 +100,7 @@ func NewServer(ctx context.Context, log *slog.Logger, metrics *Metrics, mesh Mes
 		return nil, err
 	}
 	s := &Server{log: log, metrics: metrics, ctx: ctx, mesh: mesh, groups: map[string]*group{},
-		warnings: rate.Sometimes{First: 5, Interval: 10 * time.Second}}
+		warnings: rate.Sometimes{First: 5, Interval: 10 * time.Second}, intern: &interner{}}
 	s.mux = &cache.MuxCache{
 		Classify:      func(r *cache.Request) string { return shardNames[shardIndex((cachedHash{s}).ID(r.GetNode()))] },
 		ClassifyDelta: func(r *cache.DeltaRequest) string { return shardNames[shardIndex((cachedHash{s}).ID(r.GetNode()))] },
@@ -330,7 +332,7 @@ func (s *Server) leave(key string) {
 
 func (s *Server) build(info NodeInfo, mesh MeshSettings) (*cache.Snapshot, error) {
 	start := time.Now()
-	snap, err := BuildSnapshot(info, mesh)
+	snap, err := buildSnapshot(info, mesh, s.intern)
 	s.metrics.BuildDuration.Observe(time.Since(start).Seconds())
 	return snap, err
 }

@@ -88,6 +88,12 @@ var jsonLogFields = map[string]string{
 // versions, each the content hash of its type's resources. Every resource
 // passes envoy.ValidateDeep and the snapshot passes Consistent.
 func BuildSnapshot(node NodeInfo, mesh MeshSettings) (*cache.Snapshot, error) {
+	return buildSnapshot(node, mesh, nil)
+}
+
+// buildSnapshot is BuildSnapshot with its resources shared, through in,
+// with every other snapshot holding equal ones (nil: none shared).
+func buildSnapshot(node NodeInfo, mesh MeshSettings, in *interner) (*cache.Snapshot, error) {
 	if err := node.Validate(); err != nil {
 		return nil, fmt.Errorf("build snapshot: %w", err)
 	}
@@ -108,7 +114,7 @@ func BuildSnapshot(node NodeInfo, mesh MeshSettings) (*cache.Snapshot, error) {
 		t   types.ResponseType
 		res []types.Resource
 	}{{types.Cluster, clusters}, {types.Listener, listeners}} {
-		version, err := contentVersion(typed.res)
+		version, err := contentVersion(typed.res, in)
 		if err != nil {
 			return nil, fmt.Errorf("build snapshot: %w", err)
 		}
@@ -121,10 +127,11 @@ func BuildSnapshot(node NodeInfo, mesh MeshSettings) (*cache.Snapshot, error) {
 }
 
 // contentVersion hashes the deterministic encoding of resources (in order,
-// with their names): equal resources, equal version.
-func contentVersion(res []types.Resource) (string, error) {
+// with their names): equal resources, equal version. With an interner,
+// each resource is replaced by the shared copy of an equal one.
+func contentVersion(res []types.Resource, in *interner) (string, error) {
 	h := sha256.New()
-	for _, r := range res {
+	for i, r := range res {
 		if err := envoy.ValidateDeep(r); err != nil {
 			return "", fmt.Errorf("resource %q: %w", cache.GetResourceName(r), err)
 		}
@@ -134,6 +141,12 @@ func contentVersion(res []types.Resource) (string, error) {
 		}
 		fmt.Fprintf(h, "%s\x00%d\x00", cache.GetResourceName(r), len(b))
 		h.Write(b)
+		if in != nil {
+			rh := sha256.New()
+			fmt.Fprintf(rh, "%s\x00", cache.GetResourceName(r))
+			rh.Write(b)
+			res[i] = in.intern([sha256.Size]byte(rh.Sum(nil)), r)
+		}
 	}
 	return hex.EncodeToString(h.Sum(nil)[:8]), nil
 }

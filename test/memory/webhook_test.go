@@ -58,9 +58,10 @@ func TestMain(m *testing.M) {
 
 // child is a server process under test.
 type child struct {
-	p    *testenv.Process
-	addr string // host:port of its main port
-	pool *x509.CertPool
+	p      *testenv.Process
+	addr   string // host:port of its main port
+	health string // http://host:port of its health port
+	pool   *x509.CertPool
 }
 
 // vmHWM is the child's peak resident memory in bytes.
