@@ -82,7 +82,7 @@ func main() {
 	flag.StringVar(&c.health, "health", "127.0.0.1:18080", "xds health address, for /metrics (loopback only)")
 	flag.IntVar(&c.serverPID, "server-pid", 0, "pid of the xds server, for RSS and CPU from /proc")
 	flag.IntVar(&c.n, "n", 1000, "simulated proxies (one ADS stream each)")
-	flag.IntVar(&c.conns, "conns", 0, "gRPC connections the streams share (0: one per 100 streams)")
+	flag.IntVar(&c.conns, "conns", 0, "gRPC connections the streams share (0: one per 16 streams, the server's --max-concurrent-streams)")
 	flag.IntVar(&c.groups, "groups", 50, "distinct port layouts among the proxies (snapshots the server holds)")
 	flag.StringVar(&c.meshFile, "mesh-file", "", "the server's --mesh-config file; rewritten for the push phase")
 	flag.DurationVar(&c.timeout, "timeout", 120*time.Second, "bound of the whole run")
@@ -150,13 +150,13 @@ func (c *config) validate() error {
 		return fmt.Errorf("-n %d: want 1-100000", c.n)
 	}
 	if c.conns == 0 {
-		c.conns = (c.n + 99) / 100
+		c.conns = (c.n + 15) / 16
 	}
 	if c.conns < 1 || c.conns > c.n {
 		return fmt.Errorf("-conns %d: want 1-%d", c.conns, c.n)
 	}
-	if c.groups < 1 || c.groups > 1000 {
-		return fmt.Errorf("-groups %d: want 1-1000", c.groups)
+	if c.groups < 1 || c.groups > 40000 {
+		return fmt.Errorf("-groups %d: want 1-40000 (one app port each, from 20000)", c.groups)
 	}
 	if c.meshFile == "" {
 		return errors.New("-mesh-file: want the server's --mesh-config file")
@@ -185,7 +185,7 @@ func nodeFor(i, groups int) (*corev3.Node, error) {
 	g := i % groups
 	md := envoy.NodeMetadata{
 		Version: envoy.MetadataVersion, InboundPort: 10001, OutboundPort: 10002, StatsPort: 10090, AdminPort: envoy.DefaultAdminPort,
-		AppPorts:   []envoy.AppPort{{Port: uint32(8000 + g), Name: "http"}, {Port: 9090, Name: "metrics"}},
+		AppPorts:   []envoy.AppPort{{Port: uint32(20000 + g), Name: "http"}, {Port: 9090, Name: "metrics"}},
 		PodIP:      fmt.Sprintf("10.%d.%d.%d", 1+i>>16, (i>>8)&255, i&255),
 		ConfigHash: "bench", InjectorVersion: "bench",
 	}
