@@ -32,13 +32,24 @@ func StaticConfig(in *inject.Injector) ConfigSource {
 // BootstrapFor is the bootstrap of the envoy-config ConfigMap for an
 // injector config: base (timeouts, TLS) with the xDS address and port from
 // the config's xds section and the admin port from ports.admin.
+//
+// With xds.caCert set, Envoy talks TLS to the xDS server and verifies it
+// against that CA, which the ConfigMap carries under XDSCAKey (mounted
+// with the bootstrap).
 func BootstrapFor(base envoy.BootstrapConfig, cfg *inject.Config) envoy.BootstrapConfig {
 	b := base
 	b.XDSAddress = cfg.XDS.Address
 	b.XDSPort = uint32(cfg.XDS.Port)
 	b.AdminPort = uint32(cfg.Ports.Admin)
+	if cfg.XDS.CACert != "" {
+		b.XDSTLS = &envoy.XDSTLS{CAFile: inject.ConfigMountPath + "/" + XDSCAKey}
+	}
 	return b
 }
+
+// XDSCAKey is the envoy-config key of the CA that signs the xDS server's
+// certificate (xds.caCert of the injector config).
+const XDSCAKey = "xds-ca.crt"
 
 // desired is what the controller works from: one injector config and the
 // envoy-config content rendered from it.
@@ -46,7 +57,7 @@ type desired struct {
 	injector *inject.Injector
 	cfg      inject.Config
 	hash     string
-	data     map[string]string // the ConfigMap's data: envoy.yaml
+	data     map[string]string // the ConfigMap's data: envoy.yaml (and xds-ca.crt)
 }
 
 func newDesired(in *inject.Injector, base envoy.BootstrapConfig) (*desired, error) {
@@ -55,7 +66,11 @@ func newDesired(in *inject.Injector, base envoy.BootstrapConfig) (*desired, erro
 	if err != nil {
 		return nil, fmt.Errorf("render the envoy-config bootstrap for injector config %s: %w", in.Hash(), err)
 	}
-	return &desired{injector: in, cfg: cfg, hash: in.Hash(), data: map[string]string{inject.ConfigMapKey: string(y)}}, nil
+	data := map[string]string{inject.ConfigMapKey: string(y)}
+	if cfg.XDS.CACert != "" {
+		data[XDSCAKey] = cfg.XDS.CACert
+	}
+	return &desired{injector: in, cfg: cfg, hash: in.Hash(), data: data}, nil
 }
 
 // ourLabels are the labels of the ConfigMaps we make.

@@ -3,8 +3,10 @@ package inject
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"reflect"
@@ -144,6 +146,10 @@ type InjectionConfig struct {
 type XDSConfig struct {
 	Address string `json:"address"`
 	Port    uint16 `json:"port"`
+	// CACert (PEM), when set, makes Envoy talk TLS to the xDS server and
+	// verify its certificate, for Address, against this CA: the controller
+	// puts it into every envoy-config ConfigMap next to the bootstrap.
+	CACert string `json:"caCert,omitempty"`
 }
 
 // AlwaysExcludedNamespaces are never injected.
@@ -339,6 +345,11 @@ func (c Config) Validate() error {
 	if c.XDS.Port == 0 {
 		bad("xds.port", "want a port 1-65535")
 	}
+	if c.XDS.CACert != "" {
+		if rest := []byte(c.XDS.CACert); !hasPEMCertificate(rest) {
+			bad("xds.caCert", "not a PEM certificate: want the CA that signs the xDS server's certificate, or nothing for plaintext")
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -359,4 +370,21 @@ func (c Config) Hash() string {
 
 func (c Config) excludedNamespace(ns string) bool {
 	return slices.Contains(alwaysExcludedNamespaces, ns) || slices.Contains(c.Injection.ExcludedNamespaces, ns)
+}
+
+// hasPEMCertificate says whether b holds at least one PEM CERTIFICATE
+// block that parses.
+func hasPEMCertificate(b []byte) bool {
+	for {
+		var block *pem.Block
+		block, b = pem.Decode(b)
+		if block == nil {
+			return false
+		}
+		if block.Type == "CERTIFICATE" {
+			if _, err := x509.ParseCertificate(block.Bytes); err == nil {
+				return true
+			}
+		}
+	}
 }

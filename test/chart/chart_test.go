@@ -106,6 +106,8 @@ var crdKinds = []string{"Issuer", "Certificate", "ServiceMonitor"}
 var randomData = []*regexp.Regexp{
 	regexp.MustCompile(`(caBundle|ca\.crt|ca\.key|tls\.crt|tls\.key): \S+`),
 	regexp.MustCompile(`(checksum/tls|sidecar\.io/not-after): \S+`),
+	// The xDS CA in the injector config (xds.caCert).
+	regexp.MustCompile(`(?s)(-----BEGIN CERTIFICATE-----).*?-----END CERTIFICATE-----`),
 }
 
 func TestRender(t *testing.T) {

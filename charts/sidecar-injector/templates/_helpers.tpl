@@ -88,6 +88,11 @@ of the names).
 {{- $svc := include "si.webhookService" . -}}
 {{- $ns := .Release.Namespace -}}
 {{- $dns := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) -}}
+{{- /* The xDS server serves with the same certificate, for its own Service's names. */ -}}
+{{- if include "si.xdsTLS" . -}}
+{{- $xds := include "si.xdsService" . -}}
+{{- $dns = concat $dns (list $xds (printf "%s.%s" $xds $ns) (printf "%s.%s.svc" $xds $ns) (printf "%s.%s.svc.cluster.local" $xds $ns)) -}}
+{{- end -}}
 {{- $ips := list -}}
 {{- /* A webhook outside the cluster (webhook.url) is reached by that URL's host: the certificate names it too. */ -}}
 {{- with .Values.webhook.url -}}
@@ -130,6 +135,13 @@ of the names).
 {{- toJson (get .Values "_certs") -}}
 {{- end -}}
 
+{{/* "true" when the xDS server serves TLS: xds.tls.enabled with the
+chart's own certificates (with cert-manager the CA is not known when the
+chart renders, and the proxies could not verify the server). */}}
+{{- define "si.xdsTLS" -}}
+{{- if and .Values.xds.tls.enabled (not .Values.certificates.certManager.enabled) -}}true{{- end -}}
+{{- end -}}
+
 {{/* The injector config file, built as data from the values. */}}
 {{- define "si.injectorConfig" -}}
 {{- $p := .Values.proxy -}}
@@ -138,6 +150,7 @@ of the names).
 {{- $redirect := dict "iptablesMode" $p.iptablesMode "ipv6" $p.ipv6 "excludeOutboundIPRanges" $p.excludeOutboundIPRanges "excludeOutboundPorts" $p.excludeOutboundPorts "excludeInboundPorts" $p.excludeInboundPorts -}}
 {{- $injection := dict "defaultPolicy" .Values.injection.defaultPolicy "injectorNamespace" .Release.Namespace "excludedNamespaces" .Values.injection.excludedNamespaces "allowedSettings" .Values.injection.allowedSettings "prometheusAnnotations" .Values.injection.prometheusAnnotations -}}
 {{- $xds := dict "address" (printf "%s.%s.svc" (include "si.xdsService" .) .Release.Namespace) "port" (int64 .Values.xds.port) -}}
+{{- if include "si.xdsTLS" . }}{{ $_ := set $xds "caCert" (include "si.certs" . | fromJson).caCert }}{{ end -}}
 {{- $ports := dict -}}
 {{- range $k, $v := .Values.ports }}{{ $_ := set $ports $k (int64 $v) }}{{ end -}}
 {{- $cfg := dict "apiVersion" "sidecar.io/v1alpha1" "kind" "InjectorConfig" "proxy" $proxy "ports" $ports "redirect" $redirect "injection" $injection "xds" $xds -}}

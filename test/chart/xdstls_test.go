@@ -1,0 +1,208 @@
+package chart
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/types/known/structpb"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/sidecar-injector/sidecar-injector/envoy"
+	"github.com/sidecar-injector/sidecar-injector/pkg/controller"
+	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
+	"github.com/sidecar-injector/sidecar-injector/pkg/xds"
+)
+
+// ADS over TLS against what the chart renders (DESIGN.md, RELIABILITY.md
+// "Pod Security"): the xDS server serves the chart's certificate, the
+// envoy-config bootstrap the controller renders from the chart's injector
+// config makes the xds cluster verify it against the CA it carries, and a
+// client verifying exactly as that bootstrap says (trusted CA, SNI and SAN)
+// gets its CDS and LDS. Plaintext stays a value.
+func TestXDSOverTLS(t *testing.T) {
+	objs := split(t, render(t, ""))
+	var secret corev1.Secret
+	var injectorCfg string
+	var xdsArgs []string
+	for _, o := range objs {
+		switch {
+		case o.Kind == "Secret" && strings.HasSuffix(o.Name, "-webhook-tls"):
+			if err := yaml.Unmarshal(o.Raw, &secret); err != nil {
+				t.Fatal(err)
+			}
+		case o.Kind == "ConfigMap" && strings.HasSuffix(o.Name, "-injector"):
+			var cm corev1.ConfigMap
+			if err := yaml.Unmarshal(o.Raw, &cm); err != nil {
+				t.Fatal(err)
+			}
+			injectorCfg = cm.Data["config.yaml"]
+		case o.Kind == "Deployment" && strings.HasSuffix(o.Name, "-xds"):
+			var d appsv1.Deployment
+			if err := yaml.Unmarshal(o.Raw, &d); err != nil {
+				t.Fatal(err)
+			}
+			xdsArgs = d.Spec.Template.Spec.Containers[0].Args
+		}
+	}
+	if !slices.Contains(xdsArgs, "--tls-cert-file=/etc/sidecar-injector/tls/tls.crt") {
+		t.Fatalf("the xds Deployment does not serve TLS by default: %v", xdsArgs)
+	}
+	cfg, err := inject.LoadConfig([]byte(injectorCfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.XDS.CACert == "" {
+		t.Fatal("the chart's injector config carries no xds.caCert")
+	}
+
+	// The bootstrap the controller renders for that config.
+	boot := controller.BootstrapFor(envoy.DefaultBootstrapConfig(), &cfg)
+	b, err := envoy.Bootstrap(boot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var upstream tlsv3.UpstreamTlsContext
+	for _, c := range b.GetStaticResources().GetClusters() {
+		if c.GetName() == envoy.XDSCluster {
+			if err := c.GetTransportSocket().GetTypedConfig().UnmarshalTo(&upstream); err != nil {
+				t.Fatalf("the xds cluster has no TLS transport socket: %v", err)
+			}
+			if c.GetClusterDiscoveryType().(*clusterv3.Cluster_Type).Type != clusterv3.Cluster_STRICT_DNS {
+				t.Errorf("the xds cluster resolves %v", c.GetClusterDiscoveryType())
+			}
+		}
+	}
+	caFile := upstream.GetCommonTlsContext().GetValidationContext().GetTrustedCa().GetFilename()
+	if caFile != inject.ConfigMountPath+"/"+controller.XDSCAKey {
+		t.Fatalf("the bootstrap trusts %q, want the CA the controller puts into envoy-config (%s/%s)", caFile, inject.ConfigMountPath, controller.XDSCAKey)
+	}
+	sni := upstream.GetSni()
+	if sni != cfg.XDS.Address {
+		t.Fatalf("SNI %q, want the xDS Service %q", sni, cfg.XDS.Address)
+	}
+
+	// The xDS server with the chart's Secret (the files its pod mounts).
+	dir := t.TempDir()
+	for _, k := range []string{"tls.crt", "tls.key"} {
+		if err := os.WriteFile(filepath.Join(dir, k), secret.Data[k], 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	xcfg := xds.DefaultConfig()
+	xcfg.ListenAddress, xcfg.HealthAddress = "127.0.0.1:0", "127.0.0.1:0"
+	xcfg.TLSCertFile, xcfg.TLSKeyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	xcfg.ShutdownDelay = 0
+	reg := prometheus.NewRegistry()
+	app, err := xds.New(xcfg, slog.New(slog.NewTextHandler(io.Discard, nil)), reg, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			t.Error("xds server did not stop")
+		}
+	})
+
+	// A client verifying as Envoy would with that bootstrap: the CA file's
+	// content is xds.caCert (what envoy-config carries), the name is the SNI.
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(cfg.XDS.CACert)) {
+		t.Fatal("xds.caCert holds no certificate")
+	}
+	if string(secret.Data["ca.crt"]) != cfg.XDS.CACert {
+		t.Error("xds.caCert is not the CA of the serving Secret")
+	}
+	conn, err := grpc.NewClient(app.GRPCAddr().String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+		RootCAs: pool, ServerName: sni, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2"},
+	})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	md := envoy.NodeMetadata{Version: envoy.MetadataVersion, InboundPort: 10001, OutboundPort: 10002, StatsPort: 10090, AdminPort: 9901,
+		AppPorts: []envoy.AppPort{{Port: 8080}}, PodIP: "127.0.0.1", ConfigHash: cfg.Hash(), InjectorVersion: "test"}
+	s, err := envoy.MetadataStruct(md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer rcancel()
+	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(rctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := envoyNode(s)
+	for i, typ := range []string{resource.ClusterType, resource.ListenerType} {
+		req := &discoveryv3.DiscoveryRequest{TypeUrl: typ}
+		if i == 0 {
+			req.Node = node
+		}
+		if err := st.Send(req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := st.Recv()
+		if err != nil {
+			t.Fatalf("%s over TLS: %v", xds.TypeName(typ), err)
+		}
+		if len(resp.GetResources()) == 0 {
+			t.Fatalf("%s over TLS: no resources", xds.TypeName(typ))
+		}
+		if err := st.Send(&discoveryv3.DiscoveryRequest{TypeUrl: typ, VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A client that does not trust the chart's CA is refused.
+	bad, err := grpc.NewClient(app.GRPCAddr().String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+		RootCAs: x509.NewCertPool(), ServerName: sni, MinVersion: tls.VersionTLS12,
+	})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	bctx, bcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer bcancel()
+	if bs, err := discoveryv3.NewAggregatedDiscoveryServiceClient(bad).StreamAggregatedResources(bctx); err == nil {
+		if err := bs.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resource.ClusterType, Node: node}); err == nil {
+			if _, err := bs.Recv(); err == nil {
+				t.Error("a client without the chart's CA got a config")
+			}
+		}
+	}
+
+	// Plaintext stays a value: no TLS args, no CA in the injector config.
+	for _, o := range split(t, render(t, "", "--set", "xds.tls.enabled=false")) {
+		if strings.Contains(string(o.Raw), "caCert:") || (o.Kind == "Deployment" && strings.HasSuffix(o.Name, "-xds") && strings.Contains(string(o.Raw), "--tls-cert-file")) {
+			t.Errorf("xds.tls.enabled=false: %s %s still sets up xDS TLS", o.Kind, o.Name)
+		}
+	}
+}
+
+func envoyNode(md *structpb.Struct) *corev3.Node {
+	return &corev3.Node{Id: "web-1.shop", Cluster: "shop", Metadata: md}
+}
