@@ -44,6 +44,7 @@ func TestBodylessStreamsHoldNoSlot(t *testing.T) {
 		c.MaxConcurrentStreams = 250
 		c.MaxConnections = 8
 		c.MemoryBudget = 256 << 20
+		c.ReadTimeout = 2 * time.Minute // the streams must outlive a slow setup (-race, a busy machine)
 	}))
 	h.waitReady()
 	addr := strings.TrimPrefix(h.base, "https://")
@@ -90,7 +91,7 @@ func TestBodylessStreamsHoldNoSlot(t *testing.T) {
 		}
 		wmu.Unlock()
 	}
-	eventually(t, "500 streams waiting for their bodies", func() bool { return h.srv.reading.Load() == conns*streams })
+	poll(t, time.Minute, "500 streams waiting for their bodies", func() bool { return h.srv.reading.Load() == conns*streams })
 	reviewsGet200(t, h, true, 10)
 	reviewsGet200(t, h, false, 10)
 	if got := h.srv.reading.Load(); got != conns*streams {
@@ -102,17 +103,24 @@ func TestBodylessStreamsHoldNoSlot(t *testing.T) {
 // either (the in-flight cap is 8): real reviews keep getting 200.
 func TestTricklingBodiesHoldNoSlot(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, withConfig(func(c *Config) { c.MaxInFlight = 8 }))
+	h := newHarness(t, withConfig(func(c *Config) {
+		c.MaxInFlight = 8
+		c.ReadTimeout = 2 * time.Minute // the tricklers must outlive a slow setup
+		c.ReadHeaderTimeout = time.Minute
+	}))
 	h.waitReady()
 	addr := strings.TrimPrefix(h.base, "https://")
 	const n = 300
+	dialing := make(chan struct{}, 8) // handshakes at once: a busy machine is slow at 300
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	t.Cleanup(func() { close(stop); wg.Wait() })
 	var dialed atomic.Int32
 	for range n {
 		wg.Go(func() {
+			dialing <- struct{}{}
 			conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: h.ca.pool, NextProtos: []string{"http/1.1"}})
+			<-dialing
 			if err != nil {
 				t.Errorf("dial: %v", err)
 				return
@@ -122,7 +130,7 @@ func TestTricklingBodiesHoldNoSlot(t *testing.T) {
 			fmt.Fprintf(conn, "POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{")
 			tick := time.NewTicker(200 * time.Millisecond)
 			defer tick.Stop()
-			for range 50 { // at most 10 s of trickling
+			for range 500 { // at most 100 s of trickling
 				select {
 				case <-stop:
 					return
@@ -134,7 +142,7 @@ func TestTricklingBodiesHoldNoSlot(t *testing.T) {
 			}
 		})
 	}
-	eventually(t, "300 connections trickling", func() bool { return h.srv.reading.Load() == n })
+	poll(t, time.Minute, "300 connections trickling", func() bool { return h.srv.reading.Load() == n })
 	reviewsGet200(t, h, false, 10)
 	reviewsGet200(t, h, true, 10)
 }
@@ -238,5 +246,17 @@ func TestExplainBounded(t *testing.T) {
 	t.Logf("peak heap %d MiB above the %d MiB baseline", grown>>20, base>>20)
 	if grown > 64<<20 {
 		t.Errorf("peak heap grew %d MiB, want under 64 MiB", grown>>20)
+	}
+}
+
+// poll waits for cond for at most d.
+func poll(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
