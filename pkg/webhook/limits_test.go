@@ -262,27 +262,6 @@ func settleGoroutines(target int) int {
 	return last
 }
 
-// blockingBody sends a first part, then blocks until release is closed,
-// then sends the rest.
-type blockingBody struct {
-	first, rest []byte
-	release     chan struct{}
-	stage       int
-}
-
-func (b *blockingBody) Read(p []byte) (int, error) {
-	switch b.stage {
-	case 0:
-		b.stage = 1
-		return copy(p, b.first), nil
-	case 1:
-		<-b.release
-		b.stage = 2
-		return copy(p, b.rest), nil
-	}
-	return 0, io.EOF
-}
-
 // Row 28: above maxInFlight the excess is answered fast with 429, the
 // in-flight gauge never exceeds the cap, and held requests still complete.
 func TestFloodAboveMaxInFlight(t *testing.T) {
