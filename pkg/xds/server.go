@@ -387,46 +387,61 @@ func (s *Server) SetMesh(mesh MeshSettings) (bool, error) {
 	}
 	s.mu.Unlock()
 
-	// Build everything first, then hand the snapshots over in one go: the
+	// Build and hand over in batches: each batch's new snapshots replace
+	// the old ones before the next batch is built, so a push holds at most
+	// one batch twice (all of them at once doubled the server's memory for
+	// a moment, past GOMEMLIMIT with 10,000 groups). Within a batch the
+	// builds run in parallel and the hand-over comes after them, so the
 	// streams woken by the first ones do not slow down the later builds.
-	snaps := make([]*cache.Snapshot, len(groups))
-	errs := make([]error, len(groups))
-	var wg sync.WaitGroup
-	next := atomic.Int64{}
-	for range min(runtime.GOMAXPROCS(0), len(groups)) {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < len(groups); i = int(next.Add(1) - 1) {
-				snaps[i], errs[i] = s.build(groups[i].info, mesh)
-			}
-		})
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			return true, fmt.Errorf("rebuild snapshot %s: %w", groups[i].key, err)
-		}
-	}
-	built := time.Since(start)
+	var built time.Duration
 	pushed := 0
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.meshGen != gen {
-		return true, nil // a newer SetMesh took over
-	}
-	for i, g := range groups {
-		if s.groups[g.key] != g {
-			continue // its last stream closed meanwhile
+	for lo := 0; lo < len(groups); lo += pushBatch {
+		batch := groups[lo:min(lo+pushBatch, len(groups))]
+		bstart := time.Now()
+		snaps := make([]*cache.Snapshot, len(batch))
+		errs := make([]error, len(batch))
+		var wg sync.WaitGroup
+		next := atomic.Int64{}
+		for range min(runtime.GOMAXPROCS(0), len(batch)) {
+			wg.Go(func() {
+				for i := int(next.Add(1) - 1); i < len(batch); i = int(next.Add(1) - 1) {
+					snaps[i], errs[i] = s.build(batch[i].info, mesh)
+				}
+			})
 		}
-		if err := s.shard(g.key).SetSnapshot(s.ctx, g.key, snaps[i]); err != nil {
-			return true, fmt.Errorf("set snapshot %s: %w", g.key, err)
+		wg.Wait()
+		built += time.Since(bstart)
+		for i, err := range errs {
+			if err != nil {
+				return true, fmt.Errorf("rebuild snapshot %s: %w", batch[i].key, err)
+			}
 		}
-		pushed++
+		s.mu.Lock()
+		if s.meshGen != gen {
+			s.mu.Unlock()
+			return true, nil // a newer SetMesh took over
+		}
+		for i, g := range batch {
+			if s.groups[g.key] != g {
+				continue // its last stream closed meanwhile
+			}
+			if err := s.shard(g.key).SetSnapshot(s.ctx, g.key, snaps[i]); err != nil {
+				s.mu.Unlock()
+				return true, fmt.Errorf("set snapshot %s: %w", g.key, err)
+			}
+			pushed++
+		}
+		s.mu.Unlock()
 	}
 	d := time.Since(start)
 	s.metrics.PushDuration.Observe(d.Seconds())
 	s.log.Info("mesh settings applied", "snapshots", pushed, "duration", d, "build", built)
 	return true, nil
 }
+
+// pushBatch is how many groups a settings push rebuilds before handing
+// them over.
+const pushBatch = 256
 
 // maxIDLen bounds a node id in logs and errors: a pod name (253) and a
 // namespace (63) with the dot between them.
