@@ -377,8 +377,9 @@ func eachPodIn(obj map[string]any, w Workload, fn PodFunc) error {
 		return fmt.Errorf("%s: %w", w, err)
 	}
 	newTmpl := decoded.(map[string]any)
-	if oldStatus != nil && statusOf(newTmpl) == nil {
-		restoreEmpties(newTmpl, oldStatus.Empty) // uninject
+	if oldStatus != nil && statusOf(newTmpl) == nil { // uninject
+		restoreEmpties(newTmpl, oldStatus.Empty)
+		empties = maps.Clone(oldStatus.Empty)
 	}
 	restoreMetadata(newTmpl, empties, parent != nil)
 	if parent == nil {
