@@ -13,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
 	"github.com/sidecar-injector/sidecar-injector/test/testenv"
@@ -94,6 +96,7 @@ spec:
 		if !strings.Contains(stderr, tc.want) {
 			t.Errorf("kubectl apply printed %q; want %q", stderr, tc.want)
 		}
+		t.Logf("kubectl apply -f %s.yaml printed: %s", tc.name, strings.TrimSpace(stderr))
 		if _, err := env.cs.AppsV1().Deployments(ns).Get(t.Context(), tc.name, metav1.GetOptions{}); err != nil {
 			t.Errorf("deployment %s not created: %v", tc.name, err)
 		}
@@ -125,7 +128,14 @@ func TestExplainFromCluster(t *testing.T) {
 	ns := newNamespace(t, scope, map[string]string{testenv.NamespaceLabel: "enabled"})
 	waitInjecting(t, ns, nil)
 
-	manifest := []byte("apiVersion: v1\nkind: Pod\nmetadata: {name: shop}\nspec:\n  containers: [{name: app, image: app:1, ports: [{containerPort: 8080}]}]\n")
+	manifest, err := yaml.Marshal(&corev1.Pod{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{Name: "shop"},
+		Spec:       simplePod("shop", nil, nil).Spec,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	kubectl(t, manifest, "apply", "-n", ns, "-f", "-")
 	stored, _ := kubectl(t, nil, "get", "pod", "shop", "-n", ns, "-o", "yaml")
 	pod, err := env.cs.CoreV1().Pods(ns).Get(t.Context(), "shop", metav1.GetOptions{})
