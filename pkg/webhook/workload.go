@@ -115,10 +115,16 @@ func (s *Server) workloadWarnings(req requestMeta, object json.RawMessage, audit
 	audit = audit || res.Audit
 	var ws []string
 	if err != nil {
+		// What is wrong first, then where: a warning is cut at
+		// MaxWarningLength characters.
+		why := err.Error()
+		if e, ok := inject.AsError(err); ok && e.Field != "" {
+			why = e.Message + " (" + e.Field + ")"
+		}
 		if audit {
-			ws = append(ws, who+" would be refused if injection were enabled: "+err.Error())
+			ws = append(ws, who+" would be refused if injection were enabled: "+why)
 		} else {
-			ws = append(ws, who+" will be refused: "+err.Error())
+			ws = append(ws, who+" will be refused: "+why)
 		}
 	}
 	if res.Decision == inject.DecisionSkip || res.Decision == "" {

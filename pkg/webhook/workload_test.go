@@ -27,7 +27,7 @@ func TestWorkloadWarnings(t *testing.T) {
 		{"port moved", PathWorkload, review("apps", "Deployment", "CREATE", deployment(`{"containers":[{"name":"app","ports":[{"containerPort":10001}]}]}`)),
 			[]string{"pods of deployment/shop: proxy ports moved because the app uses them: inbound 10001→10003"}},
 		{"refused", PathWorkload, review("apps", "Deployment", "UPDATE", deployment(`{"securityContext":{"runAsUser":1337},"containers":[{"name":"app"}]}`)),
-			[]string{"pods of deployment/shop will be refused: spec.securityContext.runAsUser"}},
+			[]string{`pods of deployment/shop will be refused: container "app" would run as UID 1337`}},
 		{"audit", PathWorkloadAudit, review("apps", "Deployment", "CREATE", deployment(`{"securityContext":{"runAsUser":1337},"containers":[{"name":"app"}]}`)),
 			[]string{"pods of deployment/shop would be refused if injection were enabled"}},
 		{"cronjob", PathWorkload, review("batch", "CronJob", "CREATE", `{"kind":"CronJob","metadata":{"name":"shop"},"spec":{"jobTemplate":{"spec":{"template":{"spec":{"containers":[{"name":"a","ports":[{"containerPort":9901}]}]}}}}}}`),

@@ -77,7 +77,7 @@ spec:
 		{"uses-10001", "      containers: [{name: app, image: app:1, ports: [{containerPort: 10001}]}]\n",
 			"Warning: pods of deployment/uses-10001: proxy ports moved because the app uses them: inbound 10001→10003"},
 		{"runs-as-1337", "      securityContext: {runAsUser: 1337}\n      containers: [{name: app, image: app:1}]\n",
-			"Warning: pods of deployment/runs-as-1337 will be refused: spec.securityContext.runAsUser"},
+			`Warning: pods of deployment/runs-as-1337 will be refused: container "app" would run as UID 1337`},
 	} {
 		m := deployment(tc.name, tc.spec)
 		// The apiserver picks the configuration up within moments: dry runs
