@@ -175,6 +175,12 @@ items:
 	if err := json.Unmarshal([]byte(out), &ex); err != nil || len(ex) != 1 || *ex[0].Item != 1 || !slices.Equal(ex[0].Nested, []int{0}) {
 		t.Errorf("explain of the nested List: %v\n%s", err, out)
 	}
+	// A typed list's items take their kind from it, as the apiserver reads them.
+	typed := "apiVersion: apps/v1\nkind: DeploymentList\nitems:\n- metadata: {name: untyped}\n  spec:\n    template:\n      spec:\n        containers: [{name: app}]\n"
+	code, out, stderr = runCLI(t, []byte(typed), "inject", "-f", "-")
+	if code != 0 || !strings.Contains(stderr, "deployment/untyped injected") || strings.Contains(out, "kind: Deployment\n") {
+		t.Errorf("DeploymentList item without kind: exit %d\n%s\n%s", code, stderr, out)
+	}
 	code, _, stderr = runCLI(t, []byte("kind: List\nitems: [3]\n"), "inject", "-f", "-")
 	if code != 1 || !strings.Contains(stderr, "document 1 item 0: not an object (a number)") {
 		t.Errorf("a number in a List: exit %d, %s", code, stderr)

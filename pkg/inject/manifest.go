@@ -257,6 +257,9 @@ func docName(source string, index int) string {
 
 func eachPodOrList(obj map[string]any, w Workload, fn PodFunc, depth int) error {
 	kind, _ := obj["kind"].(string)
+	if kind == "" {
+		kind = w.Kind // inferred from a typed list
+	}
 	rawItems, hasItems := obj["items"]
 	if !hasItems || !strings.HasSuffix(kind, "List") {
 		return eachPodIn(obj, w, fn)
@@ -292,6 +295,14 @@ func eachPodOrList(obj map[string]any, w Workload, fn PodFunc, depth int) error 
 			s := iw.String()
 			return fmt.Errorf("%s: not an object (a %s)", s[:strings.LastIndex(s, " (")], jsonKind(it))
 		}
+		// Items of a typed list (DeploymentList, PodList...) may leave kind
+		// and apiVersion out: they are the list's, as the apiserver and
+		// kubectl read them.
+		_, hasKind := item["kind"]
+		_, hasAPIVersion := item["apiVersion"]
+		if !hasKind && !hasAPIVersion && kind != "List" {
+			iw.Kind = strings.TrimSuffix(kind, "List")
+		}
 		if err := eachPodOrList(item, iw, fn, depth+1); err != nil {
 			return err
 		}
@@ -318,7 +329,9 @@ func jsonKind(v any) string {
 }
 
 func eachPodIn(obj map[string]any, w Workload, fn PodFunc) error {
-	w.Kind, _ = obj["kind"].(string)
+	if k, ok := obj["kind"].(string); ok || w.Kind == "" {
+		w.Kind = k
+	}
 	path, isWorkload := templatePaths[w.Kind]
 	if !isWorkload {
 		return nil
