@@ -53,7 +53,9 @@ func (c *manifestConfig) AddFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVarP(&c.Files, "filename", "f", c.Files, "manifest `file`, directory (its .yaml, .yml and .json files) or - for standard input; repeat for several (YAML or JSON, several documents and Lists allowed)")
 	fs.BoolVarP(&c.Recursive, "recursive", "R", c.Recursive, "read the directories given with -f recursively")
 	fs.StringVarP(&c.Output, "output", "o", c.Output, "output format: "+strings.Join(c.outputs, "|"))
-	fs.BoolVarP(&c.Quiet, "quiet", "q", c.Quiet, "print no per-workload summary and no warnings on standard error (errors still)")
+	if c.outputs[0] != "text" { // inject and uninject: explain reports on standard output
+		fs.BoolVarP(&c.Quiet, "quiet", "q", c.Quiet, "print no per-workload summary and no warnings on standard error (errors still)")
+	}
 	if c.useConfig {
 		fs.StringVar(&c.ConfigFile, "config", c.ConfigFile, "injector config `file` (default: the built-in defaults, or the cluster's with --from-cluster)")
 		fs.StringVar(&c.NamespaceLabels, "namespace-labels", c.NamespaceLabels,
@@ -61,7 +63,7 @@ func (c *manifestConfig) AddFlags(fs *pflag.FlagSet) {
 		fs.BoolVar(&c.cluster.FromCluster, "from-cluster", c.cluster.FromCluster, "read the injector config and each namespace's labels from the cluster, so the answer is the cluster's")
 		fs.StringVar(&c.cluster.Kubeconfig, "kubeconfig", c.cluster.Kubeconfig, "kubeconfig `file` (default: $KUBECONFIG, ~/.kube/config, or the in-cluster config)")
 		fs.StringVar(&c.cluster.Context, "context", c.cluster.Context, "kubeconfig `context` (default: the current one)")
-		fs.StringVarP(&c.cluster.Namespace, "namespace", "n", c.cluster.Namespace, "`namespace` of objects that name none (default: the kubeconfig context's with --from-cluster)")
+		fs.StringVarP(&c.cluster.Namespace, "namespace", "n", c.cluster.Namespace, "`namespace` of objects that name none (default: the kubeconfig context's with --from-cluster); explain --cluster: look at this namespace only (default: all)")
 		fs.StringVar(&c.cluster.InjectorConfigMap, "injector-configmap", c.cluster.InjectorConfigMap, "with --from-cluster: read the injector config from this ConfigMap (`NAMESPACE/NAME`, key config.yaml; default: the chart's, found by its labels)")
 	}
 }
