@@ -210,7 +210,11 @@ func readInputs(files []string, recursive bool, stdin io.Reader) ([]input, error
 func readAllDocuments(inputs []input) ([]inject.Document, error) {
 	var docs []inject.Document
 	for _, in := range inputs {
-		d, err := inject.ReadDocumentsFrom(in.name, in.data)
+		name := in.name
+		if name == "" && len(inputs) > 1 {
+			name = "stdin" // named only when other inputs could be confused with it
+		}
+		d, err := inject.ReadDocumentsFrom(name, in.data)
 		if err != nil {
 			return nil, err
 		}
