@@ -188,21 +188,23 @@ type Workload struct {
 }
 
 func (w Workload) String() string {
-	s := fmt.Sprintf("document %d", w.Document)
-	if w.Source != "" {
-		s = w.Source + ": " + s
+	name := w.Name
+	if w.Namespace != "" {
+		name = w.Namespace + "/" + name
 	}
+	return w.position() + fmt.Sprintf(" (%s %s)", w.Kind, name)
+}
+
+// position is where the object is: file, document, List item.
+func (w Workload) position() string {
+	s := docName(w.Source, w.Document)
 	if w.Item != nil {
 		s += fmt.Sprintf(" item %d", *w.Item)
 		for _, n := range w.Nested {
 			s += fmt.Sprintf(".%d", n)
 		}
 	}
-	name := w.Name
-	if w.Namespace != "" {
-		name = w.Namespace + "/" + name
-	}
-	return s + fmt.Sprintf(" (%s %s)", w.Kind, name)
+	return s
 }
 
 // Ref is the kubectl-style name of the object: deployment/shop, pod/web.
@@ -238,8 +240,8 @@ const maxListDepth = 32
 
 // EachPod runs fn on every pod and pod template of the document (the items
 // of Lists too, at any depth) and applies the patches it returns. Other
-// objects, and null items of a List, pass through unchanged, as kubectl
-// skips them. Errors name the document, the object and the field.
+// objects, and null items of a List, pass through unchanged. Errors name
+// the document, the object, the field path and the value.
 func EachPod(doc *Document, fn PodFunc) error {
 	obj, ok := doc.Object.(map[string]any)
 	if !ok {
@@ -264,11 +266,7 @@ func eachPodOrList(obj map[string]any, w Workload, fn PodFunc, depth int) error 
 	if !hasItems || !strings.HasSuffix(kind, "List") {
 		return eachPodIn(obj, w, fn)
 	}
-	where := docName(w.Source, w.Document)
-	if w.Item != nil {
-		where = Workload{Source: w.Source, Document: w.Document, Item: w.Item, Nested: w.Nested}.String()
-		where = where[:strings.LastIndex(where, " (")]
-	}
+	where := w.position()
 	if depth >= maxListDepth {
 		return fmt.Errorf("%s: Lists nested more than %d deep", where, maxListDepth)
 	}
@@ -292,8 +290,7 @@ func eachPodOrList(obj map[string]any, w Workload, fn PodFunc, depth int) error 
 		}
 		item, ok := it.(map[string]any)
 		if !ok {
-			s := iw.String()
-			return fmt.Errorf("%s: not an object (a %s)", s[:strings.LastIndex(s, " (")], jsonKind(it))
+			return fmt.Errorf("%s: not an object (a %s)", iw.position(), jsonKind(it))
 		}
 		// Items of a typed list (DeploymentList, PodList...) may leave kind
 		// and apiVersion out: they are the list's, as the apiserver and
