@@ -32,6 +32,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sidecar-injector/sidecar-injector/internal/need"
 	"github.com/sidecar-injector/sidecar-injector/pkg/redirect"
 )
 
@@ -91,25 +92,15 @@ func dialAndRead(dial func(context.Context) (net.Conn, error)) (string, error) {
 	return strings.TrimSpace(line), nil
 }
 
-// requireNetns skips, loudly, unless the test can create namespaces and run
-// both iptables backends.
+// requireNetns skips, loudly (fails under SIDECAR_INJECTOR_REQUIRE_ALL=1),
+// unless the test can create namespaces and run both iptables backends.
 func requireNetns(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED REAL-TRAFFIC TEST: needs root to create network namespaces; run `make test` as root in CI")
-	}
-	var missing []string
-	for _, b := range []string{"ip", "setpriv",
+	need.Root(t, "create network namespaces for the real-traffic tests")
+	need.Tools(t, "`make test` installs them (hack/install-deps.sh: apt-get install iptables iproute2 util-linux)",
+		"ip", "setpriv",
 		"iptables-nft", "iptables-nft-save", "iptables-nft-restore", "ip6tables-nft", "ip6tables-nft-save", "ip6tables-nft-restore",
-		"iptables-legacy", "iptables-legacy-save", "iptables-legacy-restore", "ip6tables-legacy", "ip6tables-legacy-save", "ip6tables-legacy-restore",
-	} {
-		if _, err := exec.LookPath(b); err != nil {
-			missing = append(missing, b)
-		}
-	}
-	if len(missing) > 0 {
-		t.Skipf("SKIPPED REAL-TRAFFIC TEST: missing %s; `make test` installs them (hack/install-deps.sh: apt-get install iptables iproute2 util-linux)", strings.Join(missing, ", "))
-	}
+		"iptables-legacy", "iptables-legacy-save", "iptables-legacy-restore", "ip6tables-legacy", "ip6tables-legacy-save", "ip6tables-legacy-restore")
 }
 
 var (
@@ -251,7 +242,7 @@ func newPair(t *testing.T) *pair {
 	mustRun(t, "ip", "-n", p.pod, "route", "add", "default", "via", clientIPv4)
 
 	if !ipv6On(p.pod) {
-		t.Log("IPv6 is not enabled in a new network namespace on this kernel: IPv6 assertions are skipped")
+		need.Without(t, "IPv6 is not enabled in a new network namespace on this kernel: IPv6 assertions are not run")
 		return p
 	}
 	p.ipv6 = true
@@ -684,7 +675,7 @@ func TestRealFailures(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if strings.HasPrefix(tc.name, "IPv6") && !ipv6On(ns) {
-				t.Skip("IPv6 is not enabled in a new network namespace on this kernel")
+				need.Unmet(t, "IPv6 is not enabled in a new network namespace on this kernel; enable it (sysctl net.ipv6.conf.default.disable_ipv6=0)")
 			}
 			cmdArgs := append([]string{"netns", "exec", ns}, tc.wrap...)
 			cmdArgs = append(append(cmdArgs, helperBinary(t)), tc.args...)
