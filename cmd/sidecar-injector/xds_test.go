@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sidecar-injector/sidecar-injector/internal/poll"
+	"github.com/sidecar-injector/sidecar-injector/internal/syncbuf"
 	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
 	"github.com/sidecar-injector/sidecar-injector/test/adsclient"
 )
@@ -60,24 +60,6 @@ func TestRunXDSFlags(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects the command's log while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 var grpcAddr = regexp.MustCompile(`msg="xds server listening".* grpc=(\S+)`)
 
 // The command serves ADS: an injected pod's proxy asks for its clusters and
@@ -87,7 +69,7 @@ func TestRunXDSServesAndStops(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var stderr lockedBuffer
+	var stderr syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- runXDS(ctx, []string{"--listen-address", "127.0.0.1:0", "--health-address", "127.0.0.1:0",

@@ -38,13 +38,9 @@ func truthy(s string) bool {
 // missing and how to get it. It fails under Strict, else skips.
 func Unmet(t T, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if Strict() {
-		t.Fatal("UNMET NEED (" + RequireAllEnv + "=1 or CI=true turns skips into failures): " + msg)
-		return
+	if msg, fatal := unmet(t, "SKIPPED", format, args); !fatal {
+		t.Skip(msg)
 	}
-	fmt.Fprintln(os.Stderr, "*** SKIPPED: "+msg)
-	t.Skip("SKIPPED: " + msg + " (set " + RequireAllEnv + "=1 to make this a failure)")
 }
 
 // Without is for a need that only part of a test depends on: under Strict
@@ -52,13 +48,22 @@ func Unmet(t T, format string, args ...any) {
 // and the test goes on without it.
 func Without(t T, format string, args ...any) {
 	t.Helper()
+	if msg, fatal := unmet(t, "SKIPPED ASSERTION", format, args); !fatal {
+		t.Log(msg)
+	}
+}
+
+// unmet fails t under Strict; else it prints the message to stderr (seen
+// without -v) and returns it for the caller's skip or log.
+func unmet(t T, what, format string, args []any) (string, bool) {
+	t.Helper()
 	msg := fmt.Sprintf(format, args...)
 	if Strict() {
 		t.Fatal("UNMET NEED (" + RequireAllEnv + "=1 or CI=true turns skips into failures): " + msg)
-		return
+		return "", true
 	}
-	fmt.Fprintln(os.Stderr, "*** SKIPPED ASSERTION: "+msg)
-	t.Log("SKIPPED ASSERTION: " + msg + " (set " + RequireAllEnv + "=1 to make this a failure)")
+	fmt.Fprintln(os.Stderr, "*** "+what+": "+msg)
+	return what + ": " + msg + " (set " + RequireAllEnv + "=1 to make this a failure)", false
 }
 
 // Root ends the test unless it runs as root; why says what root is for.
