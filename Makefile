@@ -61,6 +61,23 @@ image: build ## check what can be checked of the images without a Docker engine:
 	@test -f Dockerfile && test -f iptables-init/Dockerfile
 	@echo "binaries are static; build the images with: docker build -t sidecar-injector . && docker build -f iptables-init/Dockerfile -t iptables-init ."
 
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
+.PHONY: images
+images: ## OCI image layouts of sidecar-injector and iptables-init (IMAGE_PLATFORMS) with SPDX SBOMs in bin/images/, no container engine
+	$(GO) run ./hack/images --platforms '$(IMAGE_PLATFORMS)' --version '$(VERSION)'
+
+RELEASE_ARGS ?=
+.PHONY: release-local
+release-local: images tools ## rehearse a release: images and chart pushed to an OCI registry on 127.0.0.1, printed install command (RELEASE_ARGS=--exit)
+	bins=$$($(GO) run ./hack/testenv build | tail -n 1); \
+	$(GO) run ./hack/release --local --helm "$$bins/helm" $(RELEASE_ARGS)
+
+ACTIONLINT_VERSION := v1.7.12
+.PHONY: actionlint
+actionlint: ## lint .github/workflows with actionlint (built from its Go module)
+	GOBIN=$(CACHE)/bin $(GO) install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+	$(CACHE)/bin/actionlint -no-color .github/workflows/*.yml
+
 .PHONY: update-golden
 update-golden: ## rewrite the golden files from the current code
 	$(GO) test -count=1 ./envoy ./pkg/controller ./pkg/inject ./pkg/redirect ./pkg/webhook ./pkg/xds ./test/chart -update
@@ -80,7 +97,7 @@ notice: ## regenerate NOTICE from go.mod and the module cache
 	$(GO) run ./hack/notice > NOTICE
 
 .PHONY: verify
-verify: lint ## regenerate goldens and NOTICE and fail on any difference
+verify: lint actionlint ## regenerate goldens and NOTICE and fail on any difference
 	@state() { { git diff; git status --porcelain --untracked-files=all; } | sha256sum; }; \
 	before=$$(state); \
 	$(MAKE) update-golden notice chart-docs >/dev/null; \

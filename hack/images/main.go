@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/sidecar-injector/sidecar-injector/internal/imagebuild"
@@ -23,8 +24,13 @@ func main() {
 	cfg := imagebuild.DefaultConfig()
 	fs := flag.NewFlagSet("images", flag.ExitOnError)
 	cfg.AddFlags(fs)
+	unpack := fs.String("unpack", "", "also unpack each image's root filesystem into `dir`/<name> (one platform only; the Dockerfiles use it)")
 	_ = fs.Parse(os.Args[1:])
-	if err := cfg.Validate(); err != nil {
+	err := cfg.Validate()
+	if err == nil && *unpack != "" && len(cfg.Platforms) != 1 {
+		err = fmt.Errorf("--unpack: want exactly one --platforms entry, got %d", len(cfg.Platforms))
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "images:", err)
 		os.Exit(2)
 	}
@@ -37,5 +43,28 @@ func main() {
 	}
 	for _, r := range results {
 		fmt.Printf("%s %s %s\n", r.Name, r.Digest, r.Layout)
+		if *unpack == "" {
+			continue
+		}
+		if err := unpackImage(r, cfg.Platforms[0], filepath.Join(*unpack, r.Name)); err != nil {
+			fmt.Fprintln(os.Stderr, "images:", err)
+			stop()
+			os.Exit(1)
+		}
 	}
+}
+
+func unpackImage(r imagebuild.Result, platform, dir string) error {
+	idx, err := imagebuild.ReadLayout(r.Layout)
+	if err != nil {
+		return err
+	}
+	img, err := imagebuild.PlatformImage(idx, platform)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return imagebuild.Unpack(img, dir)
 }
