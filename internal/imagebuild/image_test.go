@@ -187,6 +187,17 @@ func TestImagesWithoutRuntime(t *testing.T) {
 			t.Fatal(err)
 		}
 		mount("shm", "dev/shm", "tmpfs")
+		// The image's own iptables, both backends, from its own libraries.
+		for _, tool := range []string{"iptables-nft", "iptables-legacy", "ip6tables-nft-restore", "ip6tables-legacy-restore"} {
+			cmd := exec.CommandContext(ctx, "chroot", root, tool, "--version")
+			cmd.Env = cfg.Config.Env
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "v1.") {
+				t.Errorf("chroot %s %s --version: %v: %s", root, tool, err, out)
+			} else {
+				t.Logf("in the image: %s", strings.TrimSpace(string(out)))
+			}
+		}
 		repo, err := FindRepoRoot()
 		if err != nil {
 			t.Fatal(err)
@@ -200,6 +211,11 @@ func TestImagesWithoutRuntime(t *testing.T) {
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("iptables-init's real-traffic tests against the image: %v\n%s", err, out)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, "--- ") || strings.HasPrefix(line, "ok") {
+				t.Log("against the image: " + strings.TrimSpace(line))
+			}
 		}
 		for _, w := range []string{"--- PASS: TestRealTraffic/nft ", "--- PASS: TestRealTraffic/legacy ", "--- PASS: TestDetectRealBackend "} {
 			if !strings.Contains(string(out), w) {
