@@ -47,6 +47,10 @@ func (r Released) Ref(registry, image string) string {
 	return registry + "/" + image + "@" + r.Images[image].String()
 }
 
+// gitDescribeSuffix is what git describe adds after a tag: commits since
+// it and the commit, and -dirty for local changes.
+var gitDescribeSuffix = regexp.MustCompile(`(-\d+-g[0-9a-f]+|-dirty)$`)
+
 var semver = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?$`)
 
 // ChartVersionFor gives the chart version of an image version: v1.2.3
@@ -55,7 +59,7 @@ var semver = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9
 // before the release.
 func ChartVersionFor(version, chartVersion string) string {
 	v := strings.TrimPrefix(version, "v")
-	if semver.MatchString(v) && !strings.Contains(version, "-g") {
+	if semver.MatchString(v) && !gitDescribeSuffix.MatchString(v) {
 		return v
 	}
 	base, _, _ := strings.Cut(chartVersion, "-")

@@ -165,3 +165,19 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestChartVersionFor(t *testing.T) {
+	t.Parallel()
+	for version, want := range map[string]string{
+		"v0.2.0":            "0.2.0",
+		"v1.0.0-rc.1":       "1.0.0-rc.1",
+		"v0.2.0-3-g1a2b3c4": "0.1.0-dev.v0-2-0-3-g1a2b3c4",
+		"v0.2.0-dirty":      "0.1.0-dev.v0-2-0-dirty",
+		"bb23b21-dirty":     "0.1.0-dev.bb23b21-dirty",
+		"v0.0.0-imagetest":  "0.0.0-imagetest",
+	} {
+		if got := ChartVersionFor(version, "0.1.0"); got != want {
+			t.Errorf("ChartVersionFor(%q) = %q, want %q", version, got, want)
+		}
+	}
+}
