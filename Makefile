@@ -80,7 +80,7 @@ actionlint: ## lint .github/workflows with actionlint (built from its Go module)
 
 .PHONY: update-golden
 update-golden: ## rewrite the golden files from the current code
-	$(GO) test -count=1 ./envoy ./pkg/controller ./pkg/inject ./pkg/redirect ./pkg/webhook ./pkg/xds ./test/chart -update
+	$(GO) test -count=1 ./cmd/sidecar-injector ./envoy ./pkg/controller ./pkg/inject ./pkg/redirect ./pkg/webhook ./pkg/xds ./test/chart -update
 
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME (default 60s) each

@@ -188,6 +188,8 @@ func (s *Server) Handler() http.Handler {
 		r.Post("/mutate", func(w http.ResponseWriter, r *http.Request) { s.serveReview(w, r, false) })
 		r.Post("/audit", func(w http.ResponseWriter, r *http.Request) { s.serveReview(w, r, true) })
 		r.Post("/explain", s.serveExplain)
+		r.Post(PathWorkload, func(w http.ResponseWriter, r *http.Request) { s.serveWorkload(w, r, false) })
+		r.Post(PathWorkloadAudit, func(w http.ResponseWriter, r *http.Request) { s.serveWorkload(w, r, true) })
 	})
 	return r
 }
