@@ -41,7 +41,7 @@ func need(t *testing.T, ok bool, msg string) {
 func requireImageBuild(t *testing.T) {
 	t.Helper()
 	need(t, os.Geteuid() == 0, "needs root (apt-get download into the repository cache, chroot, mounts, network namespaces)")
-	for _, tool := range []string{"apt-get", "dpkg-deb", "chroot", "ip", "setpriv", "go", "git"} {
+	for _, tool := range []string{"apt-get", "dpkg-deb", "chroot", "unshare", "ip", "setpriv", "go", "git"} {
 		_, err := exec.LookPath(tool)
 		need(t, err == nil, tool+" is not installed (make deps installs what the tests use)")
 	}
@@ -198,6 +198,32 @@ func TestImagesWithoutRuntime(t *testing.T) {
 				t.Logf("in the image: %s", strings.TrimSpace(string(out)))
 			}
 		}
+		// Legacy iptables locks /run/xtables.lock unless XTABLES_LOCKFILE
+		// says otherwise; a pod's read-only root offers no writable /run
+		// (this image has none at all), so the image's setting is what
+		// lets legacy restores run: with it, a restore in a fresh network
+		// namespace works; without it, it fails on the lock file.
+		legacyRestore := func(env []string) (string, error) {
+			cmd := exec.CommandContext(ctx, "unshare", "--net", "chroot", root, "iptables-legacy-restore", "--noflush", "--wait=1")
+			cmd.Env, cmd.Stdin = env, strings.NewReader("*nat\nCOMMIT\n")
+			out, err := cmd.CombinedOutput()
+			return string(out), err
+		}
+		if out, err := legacyRestore(cfg.Config.Env); err != nil {
+			t.Errorf("iptables-legacy-restore in the image with its environment: %v: %s", err, out)
+		}
+		var noLockEnv []string
+		for _, e := range cfg.Config.Env {
+			if !strings.HasPrefix(e, "XTABLES_LOCKFILE=") {
+				noLockEnv = append(noLockEnv, e)
+			}
+		}
+		if out, err := legacyRestore(noLockEnv); err == nil || !strings.Contains(out, "lock") {
+			t.Errorf("iptables-legacy-restore in the image without XTABLES_LOCKFILE: %v: %q; want a failure on the lock file", err, out)
+		} else {
+			t.Logf("without XTABLES_LOCKFILE: %s", strings.TrimSpace(out))
+		}
+
 		repo, err := FindRepoRoot()
 		if err != nil {
 			t.Fatal(err)
