@@ -53,14 +53,6 @@ bench-xds: ## xDS server with 1,000 / 5,000 / 10,000 simulated proxies: figures 
 chart-docs: ## regenerate charts/sidecar-injector/README.md from values.yaml
 	$(GO) run ./hack/chartdoc charts/sidecar-injector
 
-.PHONY: image
-image: build ## check what can be checked of the images without a Docker engine: static binaries, Dockerfiles present
-	@for b in $(BIN)/sidecar-injector $(BIN)/iptables-init; do \
-	  if readelf -d $$b 2>/dev/null | grep -q NEEDED; then echo "$$b is dynamically linked"; exit 1; fi; \
-	  $(GO) version -m $$b | head -3; done
-	@test -f Dockerfile && test -f iptables-init/Dockerfile
-	@echo "binaries are static; build the images with: docker build -t sidecar-injector . && docker build -f iptables-init/Dockerfile -t iptables-init ."
-
 IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
 .PHONY: images
 images: ## OCI image layouts of sidecar-injector and iptables-init (IMAGE_PLATFORMS) with SPDX SBOMs in bin/images/, no container engine
