@@ -113,7 +113,7 @@ func (in *Injector) decide(pod *corev1.Pod, ov Overrides) (decision, *Error) {
 	if s, ok := pod.Annotations[StatusAnnotation]; ok {
 		st, err := ParseStatus(s)
 		if err != nil {
-			return decision{}, denyf(ReasonInvalidPod, "annotation "+StatusAnnotation, "%v; remove the annotation (it is written by the injector)", err)
+			return decision{}, denyf(ReasonInvalidPod, "annotation "+StatusAnnotation, "%q: %s; remove the annotation (it is written by the injector)", truncate(s), statusProblem(err))
 		}
 		// A status that does not describe the pod is ignored: the pod is
 		// injected as if it had none (the name checks apply).
@@ -210,6 +210,12 @@ func (in *Injector) namespacePolicy(pod *corev1.Pod, labels map[string]string, p
 		msg += " (the annotation alone does not opt in from an unlabelled namespace: use the label)"
 	}
 	return decision{decision: DecisionSkip, reason: ReasonNotOptedIn, message: msg}, nil
+}
+
+// statusProblem is what is wrong with a status annotation, without the
+// annotation's name (the Error's Field carries it).
+func statusProblem(err error) string {
+	return strings.TrimPrefix(err.Error(), "annotation "+StatusAnnotation+": ")
 }
 
 func truncate(s string) string {

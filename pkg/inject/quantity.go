@@ -259,7 +259,7 @@ func (p *shadowPod) check() *Error {
 		}
 	}
 	list := func(field string, m map[string]json.RawMessage) {
-		for _, k := range sortedKeys(m) {
+		for _, k := range sortedRawKeys(m) {
 			one(field+"."+k, m[k])
 		}
 	}
@@ -299,7 +299,7 @@ func (p *shadowPod) check() *Error {
 	return err
 }
 
-func sortedKeys(m map[string]json.RawMessage) []string {
+func sortedRawKeys(m map[string]json.RawMessage) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)

@@ -15,6 +15,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/sidecar-injector/sidecar-injector/internal/poll"
 )
 
 // reviewsGet200 sends n valid reviews on a fresh client (its own
@@ -91,7 +93,7 @@ func TestBodylessStreamsHoldNoSlot(t *testing.T) {
 		}
 		wmu.Unlock()
 	}
-	poll(t, time.Minute, "500 streams waiting for their bodies", func() bool { return h.srv.reading.Load() == conns*streams })
+	poll.True(t, time.Minute, "500 streams waiting for their bodies", func() bool { return h.srv.reading.Load() == conns*streams })
 	reviewsGet200(t, h, true, 10)
 	reviewsGet200(t, h, false, 10)
 	if got := h.srv.reading.Load(); got != conns*streams {
@@ -142,7 +144,7 @@ func TestTricklingBodiesHoldNoSlot(t *testing.T) {
 			}
 		})
 	}
-	poll(t, time.Minute, "300 connections trickling", func() bool { return h.srv.reading.Load() == n })
+	poll.True(t, time.Minute, "300 connections trickling", func() bool { return h.srv.reading.Load() == n })
 	reviewsGet200(t, h, false, 10)
 	reviewsGet200(t, h, true, 10)
 }
@@ -246,17 +248,5 @@ func TestExplainBounded(t *testing.T) {
 	t.Logf("peak heap %d MiB above the %d MiB baseline", grown>>20, base>>20)
 	if grown > 64<<20 {
 		t.Errorf("peak heap grew %d MiB, want under 64 MiB", grown>>20)
-	}
-}
-
-// poll waits for cond for at most d.
-func poll(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -193,11 +193,13 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusMethodNotAllowed, httpErrorBody(http.StatusMethodNotAllowed, r.Method+" "+quote(r.URL.Path)+": want POST"))
 	})
 	// Each request takes its in-flight slot once its body is read (see
-	// serveReview): a client that sends headers and no body, or trickles
-	// it, holds no slot.
+	// serveReview and serveWorkload): a client that sends headers and no
+	// body, or trickles it, holds no slot.
 	r.Post("/mutate", func(w http.ResponseWriter, r *http.Request) { s.serveReview(w, r, false) })
 	r.Post("/audit", func(w http.ResponseWriter, r *http.Request) { s.serveReview(w, r, true) })
 	r.Post("/explain", s.serveExplain)
+	r.Post(PathWorkload, func(w http.ResponseWriter, r *http.Request) { s.serveWorkload(w, r, false) })
+	r.Post(PathWorkloadAudit, func(w http.ResponseWriter, r *http.Request) { s.serveWorkload(w, r, true) })
 	return r
 }
 

@@ -32,6 +32,7 @@ import (
 	"k8s.io/pod-security-admission/policy"
 	"sigs.k8s.io/yaml"
 
+	"github.com/sidecar-injector/sidecar-injector/internal/golden"
 	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
 	"github.com/sidecar-injector/sidecar-injector/pkg/xds"
 	"github.com/sidecar-injector/sidecar-injector/test/testenv"
@@ -119,6 +120,11 @@ func TestRender(t *testing.T) {
 	if len(sets) < 5 {
 		t.Fatalf("found %d value sets, want the default and at least 4 more", len(sets))
 	}
+	var outputs []string
+	for _, file := range sets {
+		outputs = append(outputs, filepath.Join("testdata", "golden", filepath.Base(file)))
+	}
+	golden.Orphans(t, *update, filepath.Join("testdata", "golden", "*"), outputs)
 	for _, file := range sets {
 		name := strings.TrimSuffix(filepath.Base(file), ".yaml")
 		t.Run(name, func(t *testing.T) {
@@ -221,6 +227,9 @@ func TestSchema(t *testing.T) {
 		{"bad tls version", "webhook:\n  tlsMinVersion: \"1.0\"\n", "tlsMinVersion"},
 		{"uid as string", "proxy:\n  uid: \"1337\"\n", "uid"},
 		{"bad resources", "proxy:\n  resources:\n    requests:\n      cpu: lots\n", "cpu"},
+		{"digest not sha256", "image:\n  digest: latest\n", "digest"},
+		{"init image as one string", "proxy:\n  initImage: example/iptables-init:v1\n", "initImage"},
+		{"registry with a scheme", "image:\n  registry: https://ghcr.io\n", "registry"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
