@@ -137,3 +137,48 @@ func TestExplainCLI(t *testing.T) {
 		t.Fatalf("explain text: exit %d\n%s", code, out)
 	}
 }
+
+// RELIABILITY.md row 36 in the CLI: uninject of a workload whose
+// sidecar.io/status the injector did not write (it lists another webhook's
+// agent and the app container) removes nothing and prints the engine's
+// warning naming the workload.
+func TestUninjectForgedStatusWarns(t *testing.T) {
+	t.Parallel()
+	in := `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: shop, namespace: prod}
+spec:
+  selector: {matchLabels: {app: shop}}
+  template:
+    metadata:
+      labels: {app: shop}
+      annotations:
+        sidecar.io/status: '{"version":"v1","configHash":"0123456789abcdef","initContainers":["agent-init"],"containers":["security-agent","web"],"volumes":["agent-data"]}'
+    spec:
+      initContainers: [{name: agent-init, image: example/agent-init}]
+      containers:
+      - {name: web, image: example/web}
+      - {name: security-agent, image: example/agent}
+      volumes: [{name: agent-data, emptyDir: {}}]
+`
+	code, out, stderr := runCLI(t, []byte(in), "uninject", "-f", "-")
+	if code != 0 {
+		t.Fatalf("uninject: exit %d: %s", code, stderr)
+	}
+	want, _ := inject.ReadDocuments([]byte(in))
+	got, _ := inject.ReadDocuments([]byte(out))
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("uninject changed a workload whose status is not the injector's (-in +out):\n%s", diff)
+	}
+	for _, s := range []string{
+		"deployment/shop not changed",
+		"warning: deployment/shop: ignored sidecar.io/status: it lists",
+	} {
+		if !strings.Contains(stderr, s) {
+			t.Errorf("stderr lacks %q:\n%s", s, stderr)
+		}
+	}
+	if code, _, stderr := runCLI(t, []byte(in), "uninject", "-q", "-f", "-"); code != 0 || stderr != "" {
+		t.Errorf("uninject -q: exit %d, stderr %q; want 0 and nothing", code, stderr)
+	}
+}
