@@ -298,7 +298,13 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 						wasCancelled := cancelled.Load()
 						resp, err := client.Do(req)
 						if err != nil {
-							if !wasCancelled {
+							// Only an error seen before SIGTERM counts: with
+							// MaxConcurrentStreams below 16 the client also
+							// dials extra connections, and one it dials after
+							// SIGTERM is refused once the drain ends. Requests
+							// the server received are checked below (served ==
+							// ok).
+							if !cancelled.Load() {
 								errBeforeCancel.Add(1)
 								firstErr.CompareAndSwap(nil, err.Error())
 							}
