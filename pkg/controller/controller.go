@@ -325,6 +325,13 @@ func (c *Controller) processNext(ctx context.Context) bool {
 // sync brings one namespace's envoy-config where it should be and records
 // what the admission path reads about the namespace.
 func (c *Controller) sync(ctx context.Context, name string) error {
+	// The source's newest config first: another replica that already took
+	// it may be what changed this namespace's ConfigMap, and writing the
+	// content of the config we had would undo its write (and it ours).
+	if c.refreshConfig() {
+		c.enqueueAll()
+		c.podsDirty.Store(true)
+	}
 	d := c.desired.Load()
 	obj, exists, err := c.namespaces.GetIndexer().GetByKey(name)
 	if err != nil {
