@@ -186,7 +186,9 @@ func (in *Injector) namespacePolicy(pod *corev1.Pod, labels map[string]string, p
 	case labelled && nsValue == "disabled":
 		return decision{decision: DecisionSkip, reason: ReasonNamespaceDisabled, message: "the namespace has " + NamespaceLabel + "=disabled"}, nil
 	case labelled:
-		return decision{}, denyf(ReasonInvalidSetting, "namespace label "+NamespaceLabel, "%q: want enabled, disabled or audit", truncate(nsValue))
+		// No webhook entry matches such a namespace but the chart's catch-all,
+		// which answers "allowed, no patch" with this message as a warning.
+		return decision{decision: DecisionSkip, reason: ReasonNamespaceLabelInvalid, message: InvalidNamespaceLabel(nsValue)}, nil
 	}
 	// Unlabelled namespace: only the pod label opts in (the apiserver's
 	// objectSelector can see labels, not annotations).
@@ -201,6 +203,16 @@ func (in *Injector) namespacePolicy(pod *corev1.Pod, labels map[string]string, p
 		msg += " (the annotation alone does not opt in from an unlabelled namespace: use the label)"
 	}
 	return decision{decision: DecisionSkip, reason: ReasonNotOptedIn, message: msg}, nil
+}
+
+// InvalidNamespaceLabel says that a namespace's sidecar-injection label has
+// a value outside enabled|disabled|audit (say "true"), which injects
+// nothing. It fits an admission warning for values up to 24 characters.
+func InvalidNamespaceLabel(value string) string {
+	if len(value) > 24 {
+		value = strings.ToValidUTF8(value[:24], "") + "…"
+	}
+	return fmt.Sprintf("namespace label %s=%q is not valid: use enabled, disabled or audit", NamespaceLabel, value)
 }
 
 func truncate(s string) string {
