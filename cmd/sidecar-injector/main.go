@@ -37,6 +37,8 @@ func commands() map[string]command {
 		"uninject": {"remove injected sidecars from manifests", runUninject},
 		"explain":  {"say why each pod would or would not be injected", runExplain},
 		"version":  {"print the version", runVersion},
+		// The only process with write access to the cluster (controller.go).
+		"controller": {"keep envoy-config in injected namespaces, record Events, count stale pods (leader-elected)", runController},
 	}
 }
 

@@ -207,12 +207,13 @@ func (in *Injector) namespacePolicy(pod *corev1.Pod, labels map[string]string, p
 
 // InvalidNamespaceLabel says that a namespace's sidecar-injection label has
 // a value outside enabled|disabled|audit (say "true"), which injects
-// nothing. It fits an admission warning for values up to 24 characters.
+// nothing. Behind "no sidecar: " it fits an admission warning (120
+// characters) for any value: longer ones are cut at 24.
 func InvalidNamespaceLabel(value string) string {
 	if len(value) > 24 {
 		value = strings.ToValidUTF8(value[:24], "") + "…"
 	}
-	return fmt.Sprintf("namespace label %s=%q is not valid: use enabled, disabled or audit", NamespaceLabel, value)
+	return fmt.Sprintf("namespace label %s=%q is invalid (valid: enabled, disabled, audit)", NamespaceLabel, value)
 }
 
 func truncate(s string) string {
