@@ -38,8 +38,8 @@ import (
 )
 
 // controllerLabel puts a namespace under one test's controllers: they run
-// with --controller-namespace-selector=controllerLabel=NAME, so tests (and
-// a controller inside the shared webhook, which should run with
+// with --namespace-selector=controllerLabel=NAME, so tests (and the
+// suite's controller beside the shared webhook, which runs with
 // !e2e.sidecar.io/controller) never manage each other's namespaces.
 const controllerLabel = "e2e.sidecar.io/controller"
 

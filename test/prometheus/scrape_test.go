@@ -95,9 +95,6 @@ func TestPrometheusScrape(t *testing.T) {
 		"--listen-address", "127.0.0.1:" + strconv.Itoa(webhookTLS),
 		"--health-address", "127.0.0.1:" + strconv.Itoa(webhookHealth),
 		"--log-format", "text", "--drain-delay", "0s"}
-	if help, _ := exec.CommandContext(ctx, injector, "webhook", "-h").CombinedOutput(); bytes.Contains(help, []byte("-controller ")) || bytes.Contains(help, []byte("-controller\n")) {
-		webhookArgs = append(webhookArgs, "--controller=false") // no cluster here; this test is about the scrape
-	}
 	wh := start(t, testenv.ProcessSpec{Name: "webhook", Path: injector, Args: webhookArgs, LogFile: filepath.Join(dir, "webhook.log")},
 		fmt.Sprintf("http://127.0.0.1:%d/readyz", webhookHealth))
 	xs := start(t, testenv.ProcessSpec{Name: "xds", Path: injector, Args: []string{"xds",
