@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -19,6 +21,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/sidecar-injector/sidecar-injector/pkg/controller"
@@ -132,6 +136,37 @@ func TestHelmControllerRBACAndUninstall(t *testing.T) {
 			}
 		}
 	}
+
+	// The webhook's read-only view, as the chart's webhook ServiceAccount:
+	// its list and watch are enough to sync.
+	wtok, err := env.cs.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, full+"-webhook", &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	asWebhook := rest.AnonymousClientConfig(env.restCfg)
+	asWebhook.BearerToken = wtok.Status.Token
+	wcs, err := kubernetes.NewForConfig(asWebhook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wcs.CoreV1().ConfigMaps(other).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: inject.ConfigMapName}}, metav1.CreateOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("the webhook's ServiceAccount creating envoy-config: %v, want forbidden", err)
+	}
+	view, err := controller.NewView(wcs, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewCtx, stopView := context.WithCancel(ctx)
+	defer stopView()
+	go func() { _ = view.Run(viewCtx) }()
+	poll(t, waitTimeout, "the webhook's view syncs as the webhook's ServiceAccount", func(context.Context) error {
+		if !view.HasSynced() {
+			return errors.New("not synced (RBAC?)")
+		}
+		return nil
+	})
 
 	// The controller, as the chart's controller ServiceAccount.
 	tok, err := env.cs.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, full+"-controller", &authenticationv1.TokenRequest{
