@@ -72,7 +72,8 @@ func (c LeaderConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("--leader-election-name=%q: want a Lease name", c.Name))
 	}
 	if c.RetryPeriod <= 0 || c.RenewDeadline <= time.Duration(leaderelection.JitterFactor*float64(c.RetryPeriod)) || c.LeaseDuration <= c.RenewDeadline {
-		errs = append(errs, fmt.Errorf("--leader-election-lease-duration=%s > --leader-election-renew-deadline=%s > 1.2 x --leader-election-retry-period=%s > 0: not so; keep the defaults 15s, 10s, 2s unless you know why",
+		errs = append(errs, fmt.Errorf("--leader-election-lease-duration=%s, --leader-election-renew-deadline=%s, --leader-election-retry-period=%s: "+
+			"want lease duration > renew deadline > 1.2 x retry period > 0, such as the defaults 15s, 10s, 2s",
 			c.LeaseDuration, c.RenewDeadline, c.RetryPeriod))
 	}
 	return errors.Join(errs...)
