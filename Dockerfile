@@ -1,19 +1,23 @@
-# The sidecar-injector image: one static binary (webhook, xds and the
-# offline commands) on an empty base, running as a non-root user.
+# The sidecar-injector image for users with Docker: the same contents as
+# `make images` (which builds it without a container engine, for
+# linux/amd64 and linux/arm64, reproducibly, with an SBOM): the static
+# binary on an empty base, LICENSE and NOTICE, user 65532. The root
+# filesystem comes from the same Go builder (hack/images --unpack), so the
+# two cannot drift; only the image metadata below is repeated.
 #   docker build -t sidecar-injector:dev --build-arg VERSION=$(git describe --tags --always) .
-FROM golang:1.26 AS build
+FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath \
-      -ldflags "-s -w -X github.com/sidecar-injector/sidecar-injector/internal/version.version=${VERSION}" \
-      -o /out/sidecar-injector ./cmd/sidecar-injector
+ARG SOURCE_DATE_EPOCH=0
+ARG TARGETARCH
+RUN go run ./hack/images --images sidecar-injector --platforms "linux/${TARGETARCH:-amd64}" \
+      --version "${VERSION}" --revision unknown --out /out --unpack /rootfs
 
 FROM scratch
-COPY --from=build /out/sidecar-injector /sidecar-injector
-COPY LICENSE NOTICE /licenses/
+COPY --from=build /rootfs/sidecar-injector/ /
 # 65532: no name, no home, no shell; the chart also sets runAsNonRoot and a
 # read-only root filesystem.
 USER 65532:65532

@@ -53,17 +53,26 @@ bench-xds: ## xDS server with 1,000 / 5,000 / 10,000 simulated proxies: figures 
 chart-docs: ## regenerate charts/sidecar-injector/README.md from values.yaml
 	$(GO) run ./hack/chartdoc charts/sidecar-injector
 
-.PHONY: image
-image: build ## check what can be checked of the images without a Docker engine: static binaries, Dockerfiles present
-	@for b in $(BIN)/sidecar-injector $(BIN)/iptables-init; do \
-	  if readelf -d $$b 2>/dev/null | grep -q NEEDED; then echo "$$b is dynamically linked"; exit 1; fi; \
-	  $(GO) version -m $$b | head -3; done
-	@test -f Dockerfile && test -f iptables-init/Dockerfile
-	@echo "binaries are static; build the images with: docker build -t sidecar-injector . && docker build -f iptables-init/Dockerfile -t iptables-init ."
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
+.PHONY: images
+images: ## OCI image layouts of sidecar-injector and iptables-init (IMAGE_PLATFORMS) with SPDX SBOMs in bin/images/, no container engine
+	$(GO) run ./hack/images --platforms '$(IMAGE_PLATFORMS)' --version '$(VERSION)'
+
+RELEASE_ARGS ?=
+.PHONY: release-local
+release-local: images tools ## rehearse a release: images and chart pushed to an OCI registry on 127.0.0.1, printed install command (RELEASE_ARGS=--exit)
+	bins=$$($(GO) run ./hack/testenv build | tail -n 1); \
+	$(GO) run ./hack/release --local --helm "$$bins/helm" $(RELEASE_ARGS)
+
+ACTIONLINT_VERSION := v1.7.12
+.PHONY: actionlint
+actionlint: ## lint .github/workflows with actionlint (built from its Go module)
+	GOBIN=$(CACHE)/bin $(GO) install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+	$(CACHE)/bin/actionlint -no-color .github/workflows/*.yml
 
 .PHONY: update-golden
 update-golden: ## rewrite the golden files from the current code
-	$(GO) test -count=1 ./envoy ./pkg/controller ./pkg/inject ./pkg/redirect ./pkg/webhook ./pkg/xds ./test/chart -update
+	$(GO) test -count=1 ./cmd/sidecar-injector ./envoy ./pkg/controller ./pkg/inject ./pkg/redirect ./pkg/webhook ./pkg/xds ./test/chart -update
 
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME (default 60s) each
@@ -80,7 +89,7 @@ notice: ## regenerate NOTICE from go.mod and the module cache
 	$(GO) run ./hack/notice > NOTICE
 
 .PHONY: verify
-verify: lint ## regenerate goldens and NOTICE and fail on any difference
+verify: lint actionlint ## regenerate goldens and NOTICE and fail on any difference
 	@state() { { git diff; git status --porcelain --untracked-files=all; } | sha256sum; }; \
 	before=$$(state); \
 	$(MAKE) update-golden notice chart-docs >/dev/null; \

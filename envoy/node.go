@@ -98,9 +98,22 @@ type NodeMetadata struct {
 }
 
 // Overlay is the per-pod bootstrap overlay given to Envoy with --config-yaml.
-// It carries only the node; Envoy merges it into the bootstrap file.
+// It carries the node; Envoy merges it into the bootstrap file. It also
+// carries the admin address, only for a pod whose app uses the bootstrap's
+// admin port (the admin port then moves, like the other proxy ports).
 type Overlay struct {
-	Node OverlayNode `json:"node"`
+	Node  OverlayNode   `json:"node"`
+	Admin *OverlayAdmin `json:"admin,omitempty"`
+}
+
+// OverlayAdmin moves the admin interface; it stays on 127.0.0.1.
+type OverlayAdmin struct {
+	Address struct {
+		SocketAddress struct {
+			Address   string `json:"address"`
+			PortValue uint32 `json:"port_value"`
+		} `json:"socket_address"`
+	} `json:"address"`
 }
 
 // OverlayNode is the node section of the overlay.
@@ -114,7 +127,24 @@ type OverlayNode struct {
 // Envoy's YAML loader reads as is; keys are in a fixed order, so the same
 // metadata always gives the same bytes.
 func RenderOverlay(md NodeMetadata) (string, error) {
-	b, err := json.Marshal(Overlay{Node: OverlayNode{ID: NodeID, Cluster: NodeCluster, Metadata: md}})
+	return renderOverlay(Overlay{Node: OverlayNode{ID: NodeID, Cluster: NodeCluster, Metadata: md}})
+}
+
+// RenderOverlayMovedAdmin is RenderOverlay for a pod whose admin port is
+// not the bootstrap's (bootstrapAdmin): the overlay also binds the admin
+// interface to 127.0.0.1:md.AdminPort.
+func RenderOverlayMovedAdmin(md NodeMetadata, bootstrapAdmin uint32) (string, error) {
+	o := Overlay{Node: OverlayNode{ID: NodeID, Cluster: NodeCluster, Metadata: md}}
+	if md.AdminPort != bootstrapAdmin {
+		o.Admin = &OverlayAdmin{}
+		o.Admin.Address.SocketAddress.Address = "127.0.0.1"
+		o.Admin.Address.SocketAddress.PortValue = md.AdminPort
+	}
+	return renderOverlay(o)
+}
+
+func renderOverlay(o Overlay) (string, error) {
+	b, err := json.Marshal(o)
 	if err != nil {
 		return "", fmt.Errorf("render envoy overlay: %w", err)
 	}

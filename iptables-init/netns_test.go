@@ -91,25 +91,85 @@ func dialAndRead(dial func(context.Context) (net.Conn, error)) (string, error) {
 	return strings.TrimSpace(line), nil
 }
 
-// requireNetns skips, loudly, unless the test can create namespaces and run
-// both iptables backends.
+// The root filesystem of a built iptables-init image, its entrypoint and
+// its environment (one VAR=value a line): set by the image test
+// (internal/imagebuild), which runs the real-traffic tests below against
+// the image's own program and iptables, chrooted into its unpacked root.
+var (
+	imageRoot       = os.Getenv("IPTABLES_INIT_IMAGE_ROOT")
+	imageEntrypoint = os.Getenv("IPTABLES_INIT_IMAGE_ENTRYPOINT")
+	imageEnv        = strings.Fields(os.Getenv("IPTABLES_INIT_IMAGE_ENV"))
+)
+
+// mustHave skips, loudly, when something the test needs is missing, or
+// fails in CI (CI=true or SIDECAR_INJECTOR_REQUIRE_ALL=1) and when an image
+// is under test, where a skip would hide a test that did not run.
+func mustHave(t *testing.T, msg string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" || os.Getenv("SIDECAR_INJECTOR_REQUIRE_ALL") == "1" || imageRoot != "" {
+		t.Fatal("REAL-TRAFFIC TEST CANNOT RUN: " + msg)
+	}
+	t.Skip("SKIPPED REAL-TRAFFIC TEST: " + msg)
+}
+
+// requireNetns skips (or fails, see mustHave) unless the test can create
+// namespaces and run both iptables backends: the machine's, or those of
+// the image under test.
 func requireNetns(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED REAL-TRAFFIC TEST: needs root to create network namespaces; run `make test` as root in CI")
+		mustHave(t, "needs root to create network namespaces; run `make test` as root in CI")
 	}
 	var missing []string
-	for _, b := range []string{"ip", "setpriv",
-		"iptables-nft", "iptables-nft-save", "iptables-nft-restore", "ip6tables-nft", "ip6tables-nft-save", "ip6tables-nft-restore",
-		"iptables-legacy", "iptables-legacy-save", "iptables-legacy-restore", "ip6tables-legacy", "ip6tables-legacy-save", "ip6tables-legacy-restore",
-	} {
+	for _, b := range []string{"ip", "setpriv", "chroot"} {
 		if _, err := exec.LookPath(b); err != nil {
 			missing = append(missing, b)
 		}
 	}
-	if len(missing) > 0 {
-		t.Skipf("SKIPPED REAL-TRAFFIC TEST: missing %s; `make test` installs them (hack/install-deps.sh: apt-get install iptables iproute2 util-linux)", strings.Join(missing, ", "))
+	for _, b := range []string{
+		"iptables-nft", "iptables-nft-save", "iptables-nft-restore", "ip6tables-nft", "ip6tables-nft-save", "ip6tables-nft-restore",
+		"iptables-legacy", "iptables-legacy-save", "iptables-legacy-restore", "ip6tables-legacy", "ip6tables-legacy-save", "ip6tables-legacy-restore",
+	} {
+		if imageRoot != "" {
+			if st, err := os.Stat(filepath.Join(imageRoot, "usr", "sbin", b)); err != nil || !st.Mode().IsRegular() {
+				missing = append(missing, "/usr/sbin/"+b+" in the image")
+			}
+		} else if _, err := exec.LookPath(b); err != nil {
+			missing = append(missing, b)
+		}
 	}
+	if len(missing) > 0 {
+		mustHave(t, fmt.Sprintf("missing %s; `make test` installs them (hack/install-deps.sh: apt-get install iptables iproute2 util-linux)", strings.Join(missing, ", ")))
+	}
+}
+
+// nsTool is the `ip` argv that runs an iptables tool in namespace ns: the
+// machine's, or the image's chrooted into its root.
+func nsTool(ns, name string, args ...string) []string {
+	argv := []string{"netns", "exec", ns}
+	if imageRoot != "" {
+		argv = append(argv, "chroot", imageRoot)
+	}
+	return append(append(argv, name), args...)
+}
+
+// nsCommand makes the command of nsTool, with the image's environment
+// when an image is under test.
+func nsCommand(ns, name string, args ...string) *exec.Cmd {
+	cmd := exec.Command("ip", nsTool(ns, name, args...)...)
+	if imageRoot != "" {
+		cmd.Env = imageEnv
+	}
+	return cmd
+}
+
+func mustRunNS(t *testing.T, ns, name string, args ...string) string {
+	t.Helper()
+	out, err := nsCommand(ns, name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s in %s: %v\n%s", name, strings.Join(args, " "), ns, err, out)
+	}
+	return string(out)
 }
 
 var (
@@ -406,6 +466,11 @@ func runInit(t *testing.T, ns string, env []string, args ...string) (code int, s
 	t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, helperBinary(t)}, args...)...)
 	cmd.Env = append(append(helperEnviron(), helperEnv+"=iptables-init"), env...)
+	if imageRoot != "" {
+		// The image's own program, as its entrypoint, in its environment.
+		cmd = nsCommand(ns, imageEntrypoint, args...)
+		cmd.Env = append(cmd.Env, env...)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -439,7 +504,7 @@ func tables(t *testing.T, ns string, mode redirect.Mode, ipv6 bool) string {
 	}
 	var b strings.Builder
 	for _, f := range fams {
-		out := mustRun(t, "ip", "netns", "exec", ns, tool(mode, f, "save"))
+		out := mustRunNS(t, ns, tool(mode, f, "save"))
 		fmt.Fprintf(&b, "## %s\n%s", f, redirect.CanonicalSave([]byte(out)))
 	}
 	return b.String()
@@ -455,11 +520,11 @@ func seed(t *testing.T, ns string, mode redirect.Mode, ipv6 bool) {
 	}
 	for _, f := range fams {
 		ipt := tool(mode, f, "")
-		mustRun(t, "ip", "netns", "exec", ns, ipt, "-t", "nat", "-N", "KEEP_ME")
-		mustRun(t, "ip", "netns", "exec", ns, ipt, "-t", "nat", "-A", "KEEP_ME", "-p", "udp", "-j", "RETURN")
-		mustRun(t, "ip", "netns", "exec", ns, ipt, "-t", "nat", "-A", "PREROUTING", "-p", "udp", "--dport", "5353", "-j", "RETURN")
-		mustRun(t, "ip", "netns", "exec", ns, ipt, "-t", "nat", "-A", "OUTPUT", "-p", "udp", "-j", "KEEP_ME")
-		mustRun(t, "ip", "netns", "exec", ns, ipt, "-t", "filter", "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT")
+		mustRunNS(t, ns, ipt, "-t", "nat", "-N", "KEEP_ME")
+		mustRunNS(t, ns, ipt, "-t", "nat", "-A", "KEEP_ME", "-p", "udp", "-j", "RETURN")
+		mustRunNS(t, ns, ipt, "-t", "nat", "-A", "PREROUTING", "-p", "udp", "--dport", "5353", "-j", "RETURN")
+		mustRunNS(t, ns, ipt, "-t", "nat", "-A", "OUTPUT", "-p", "udp", "-j", "KEEP_ME")
+		mustRunNS(t, ns, ipt, "-t", "filter", "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT")
 	}
 }
 
@@ -645,6 +710,9 @@ func TestDetectRealBackend(t *testing.T) {
 // TestRealFailures: missing binaries and capabilities give one clear line
 // and a non-zero exit, and leave the tables alone.
 func TestRealFailures(t *testing.T) {
+	if imageRoot != "" {
+		t.Skip("rearranges this package's PATH and capabilities; the image test runs TestRealTraffic and TestDetectRealBackend")
+	}
 	requireNetns(t)
 	ns := newNetns(t, "fail")
 	before := tables(t, ns, redirect.ModeNFT, true)

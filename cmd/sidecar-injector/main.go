@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"sort"
 	"syscall"
 )
 
@@ -23,7 +22,9 @@ type stdio struct {
 	out, err io.Writer
 }
 
-// command is one subcommand.
+// command is a subcommand that parses its own flags with a flag.FlagSet
+// (the servers: their Configs have AddFlags(*flag.FlagSet)). The cobra tree
+// of root.go wraps each one; adding a server is one line here.
 type command struct {
 	summary string
 	run     func(ctx context.Context, args []string, io stdio) error
@@ -31,12 +32,8 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"webhook":  {"serve the mutating admission webhook", runWebhook},
-		"xds":      {"serve Envoy configuration over ADS (gRPC)", runXDS},
-		"inject":   {"inject sidecars into manifests offline", runInject},
-		"uninject": {"remove injected sidecars from manifests", runUninject},
-		"explain":  {"say why each pod would or would not be injected", runExplain},
-		"version":  {"print the version", runVersion},
+		"webhook": {"serve the mutating admission webhook", runWebhook},
+		"xds":     {"serve Envoy configuration over ADS (gRPC)", runXDS},
 		// The only process with write access to the cluster (controller.go).
 		"controller": {"keep envoy-config in injected namespaces, record Events, count stale pods (leader-elected)", runController},
 	}
@@ -52,47 +49,30 @@ func main() {
 	os.Exit(code)
 }
 
+// run executes the command line and returns the exit code: 0, 1 for a
+// failure, 2 for a usage error.
 func run(ctx context.Context, args []string, io stdio) int {
-	cmds := commands()
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(io.err, cmds)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
-	}
-	cmd, ok := cmds[args[0]]
-	if !ok {
-		fmt.Fprintf(io.err, "sidecar-injector: unknown command %q\n\n", args[0])
-		usage(io.err, cmds)
-		return 2
-	}
-	err := cmd.run(ctx, args[1:], io)
+	root := newRootCmd(ctx, io)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteC()
 	switch {
 	case err == nil:
+		if len(args) == 0 {
+			return 2 // the usage was printed: nothing to do
+		}
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.Is(err, errUsage):
 		return 2
+	case isCobraUsageError(err):
+		fmt.Fprintf(io.err, "sidecar-injector: %v\n", err)
+		fmt.Fprintf(io.err, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		return 2
 	default:
-		fmt.Fprintf(io.err, "sidecar-injector %s: %v\n", args[0], err)
+		fmt.Fprintf(io.err, "%s: %v\n", cmd.CommandPath(), err)
 		return 1
 	}
-}
-
-func usage(w io.Writer, cmds map[string]command) {
-	fmt.Fprintln(w, "usage: sidecar-injector <command> [flags]")
-	fmt.Fprintln(w, "\ncommands:")
-	names := make([]string, 0, len(cmds))
-	for n := range cmds {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-9s %s\n", n, cmds[n].summary)
-	}
-	fmt.Fprintln(w, "\nRun 'sidecar-injector <command> -h' for a command's flags.")
 }
 
 // newFlagSet makes a subcommand's flag set; parse errors are returned, with

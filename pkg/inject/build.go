@@ -46,7 +46,7 @@ func (in *Injector) build(pod *corev1.Pod, d decision, ov Overrides) (Result, *E
 
 	var warnings []string
 	pp := collectPorts(work)
-	ports := Ports{Admin: cfg.Ports.Admin}
+	var ports Ports
 	inbound := portChoice{name: "inbound", want: cfg.Ports.Inbound, got: &ports.Inbound}
 	if set.inboundPort != 0 {
 		inbound.want, inbound.requested = set.inboundPort, SettingPrefix+SettingInboundPort
@@ -56,15 +56,15 @@ func (in *Injector) build(pod *corev1.Pod, d decision, ov Overrides) (Result, *E
 		outbound.want, outbound.requested = set.outboundPort, SettingPrefix+SettingOutboundPort
 	}
 	stats := portChoice{name: "stats", want: cfg.Ports.Stats, got: &ports.Stats}
-	moved, err := in.choosePorts(pp, []portChoice{inbound, outbound, stats})
+	// Envoy's admin interface binds 127.0.0.1: an app port of the same
+	// number would keep Envoy from starting, so it moves like the others.
+	admin := portChoice{name: "admin", want: cfg.Ports.Admin, got: &ports.Admin}
+	moved, err := in.choosePorts(pp, []portChoice{inbound, outbound, stats, admin})
 	if err != nil {
 		return Result{}, err
 	}
 	if len(moved) > 0 {
 		warnings = append(warnings, movedWarning(moved))
-	}
-	if u, clash := pp.used[cfg.Ports.Admin]; clash {
-		warnings = append(warnings, fmt.Sprintf("%s uses port %d, which Envoy's admin interface binds on 127.0.0.1", u, cfg.Ports.Admin))
 	}
 
 	spec, warn, err := in.redirectSpec(set, ports, pp)

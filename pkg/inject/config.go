@@ -25,11 +25,12 @@ const (
 	ConfigKind       = "InjectorConfig"
 )
 
-// Default images. The proxy image is the newest patch of the Envoy line the
-// design started from.
+// Default images. The proxy image is the Envoy line whose API our
+// go-control-plane/envoy module (v1.40.0) describes: bump the two together.
+// The init image is this project's, from its release registry path.
 const (
-	DefaultProxyImage = "envoyproxy/envoy:v1.32.13"
-	DefaultInitImage  = "sidecar-injector/iptables-init:v0.1.0"
+	DefaultProxyImage = "envoyproxy/envoy:v1.40.0"
+	DefaultInitImage  = "ghcr.io/sidecar-injector/iptables-init:v0.1.0"
 )
 
 // Public names of DESIGN.md.

@@ -53,7 +53,7 @@ func (in *Injector) proxyContainer(set settings, ports Ports, pp podPorts, spec 
 	for _, p := range spec.ExcludeInboundPorts.Ports {
 		md.ExcludeInboundPorts = append(md.ExcludeInboundPorts, uint32(p))
 	}
-	overlay, err := envoy.RenderOverlay(md)
+	overlay, err := envoy.RenderOverlayMovedAdmin(md, uint32(cfg.Ports.Admin))
 	if err != nil {
 		return corev1.Container{}, denyf(ReasonInvalidPod, "pod", "%v", err)
 	}

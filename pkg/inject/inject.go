@@ -110,7 +110,7 @@ func (in *Injector) decide(pod *corev1.Pod, ov Overrides) (decision, *Error) {
 	if s, ok := pod.Annotations[StatusAnnotation]; ok {
 		st, err := ParseStatus(s)
 		if err != nil {
-			return decision{}, denyf(ReasonInvalidPod, "annotation "+StatusAnnotation, "%v; remove the annotation (it is written by the injector)", err)
+			return decision{}, denyf(ReasonInvalidPod, "annotation "+StatusAnnotation, "%q: %s; remove the annotation (it is written by the injector)", truncate(s), statusProblem(err))
 		}
 		status = st
 	}
@@ -214,6 +214,12 @@ func InvalidNamespaceLabel(value string) string {
 		value = strings.ToValidUTF8(value[:24], "") + "…"
 	}
 	return fmt.Sprintf("namespace label %s=%q is invalid (valid: enabled, disabled, audit)", NamespaceLabel, value)
+}
+
+// statusProblem is what is wrong with a status annotation, without the
+// annotation's name (the Error's Field carries it).
+func statusProblem(err error) string {
+	return strings.TrimPrefix(err.Error(), "annotation "+StatusAnnotation+": ")
 }
 
 func truncate(s string) string {

@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
+	yamlv3 "go.yaml.in/yaml/v3"
 	corev1 "k8s.io/api/core/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	kjson "sigs.k8s.io/json"
@@ -20,60 +23,117 @@ import (
 // slices, json.Number...), so that fields unknown to our k8s.io/api are kept
 // exactly.
 type Document struct {
-	Index  int // 1-based position in the stream
+	Source string // the file it came from ("" for one unnamed stream, "-" for standard input)
+	Index  int    // 1-based position in the stream
 	Object any
 }
 
 // ReadDocuments reads a manifest stream: YAML documents separated by "---",
-// or a stream of JSON values. Empty documents are dropped (they keep their
-// place in the numbering).
+// JSON values one after another, or both mixed. Each document is read as
+// JSON when it parses as JSON and as YAML otherwise, so flow-style YAML
+// (which may start with "{") is read as YAML. Empty documents are dropped
+// (they keep their place in the numbering).
 func ReadDocuments(data []byte) ([]Document, error) {
-	trimmed := bytes.TrimLeft(data, " \t\r\n")
-	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
-		return readJSONStream(trimmed)
-	}
+	return ReadDocumentsFrom("", data)
+}
+
+// ReadDocumentsFrom is ReadDocuments for a named source; errors and the
+// documents carry the name.
+func ReadDocumentsFrom(source string, data []byte) ([]Document, error) {
 	var docs []Document
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	for i := 1; ; i++ {
+	index := 0
+	where := func(i int) string {
+		if source == "" {
+			return fmt.Sprintf("document %d", i)
+		}
+		return fmt.Sprintf("%s: document %d", source, i)
+	}
+	for {
 		raw, err := r.Read()
 		if errors.Is(err, io.EOF) {
 			return docs, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("document %d: %w", i, err)
+			return nil, fmt.Errorf("%s: %w", where(index+1), err)
 		}
-		js, err := yaml.YAMLToJSON(raw)
+		// A chunk holding only JSON values (one or a stream of them) is
+		// read as JSON; anything else is YAML.
+		objs, n, jsonErr := jsonValues(raw)
+		if jsonErr == nil || n > 0 {
+			for _, obj := range objs {
+				index++
+				if obj != nil {
+					docs = append(docs, Document{Source: source, Index: index, Object: obj})
+				}
+			}
+			if jsonErr != nil {
+				// JSON values, then something that is not JSON.
+				return nil, fmt.Errorf("%s: not valid JSON after %d JSON values (separate YAML documents with a --- line): %w", where(index+1), n, jsonErr)
+			}
+			continue
+		}
+		index++
+		js, err := yamlToJSON(raw)
 		if err != nil {
-			return nil, fmt.Errorf("document %d: not valid YAML: %w", i, err)
+			msg := "not valid YAML"
+			if t := bytes.TrimLeft(raw, " \t\r\n"); len(t) > 0 && (t[0] == '{' || t[0] == '[') {
+				msg = "neither valid JSON nor valid YAML"
+			}
+			return nil, fmt.Errorf("%s: %s: %w", where(index), msg, err)
 		}
 		obj, err := decodeGeneric(js)
 		if err != nil {
-			return nil, fmt.Errorf("document %d: %w", i, err)
+			return nil, fmt.Errorf("%s: %w", where(index), err)
 		}
 		if obj == nil {
 			continue
 		}
-		docs = append(docs, Document{Index: i, Object: obj})
+		docs = append(docs, Document{Source: source, Index: index, Object: obj})
 	}
 }
 
-func readJSONStream(data []byte) ([]Document, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
+// jsonValues decodes raw as a stream of JSON values. It returns the values
+// decoded and, when raw is not all JSON, the error; a document that does not
+// start with a JSON value (n == 0) is YAML (or invalid).
+func jsonValues(raw []byte) (objs []any, n int, err error) {
+	t := bytes.TrimLeft(raw, " \t\r\n")
+	if len(t) == 0 || (t[0] != '{' && t[0] != '[') {
+		return nil, 0, errors.New("not JSON")
+	}
+	dec := json.NewDecoder(bytes.NewReader(t))
 	dec.UseNumber()
-	var docs []Document
-	for i := 1; ; i++ {
+	for {
 		var obj any
 		err := dec.Decode(&obj)
 		if errors.Is(err, io.EOF) {
-			return docs, nil
+			return objs, len(objs), nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("document %d: not valid JSON: %w", i, err)
+			return objs, len(objs), err
 		}
-		if obj != nil {
-			docs = append(docs, Document{Index: i, Object: obj})
+		objs = append(objs, obj)
+	}
+}
+
+// yamlToJSON converts one YAML document. A flow-style document ("{a: 1}")
+// followed by more content is an error: the converter alone would drop the
+// rest silently.
+func yamlToJSON(raw []byte) ([]byte, error) {
+	if t := bytes.TrimLeft(raw, " \t\r\n"); len(t) > 0 && (t[0] == '{' || t[0] == '[') {
+		dec := yamlv3.NewDecoder(bytes.NewReader(raw))
+		var first, rest yamlv3.Node
+		if err := dec.Decode(&first); err != nil {
+			return nil, err
+		}
+		if err := dec.Decode(&rest); !errors.Is(err, io.EOF) {
+			if err == nil {
+				err = errors.New("content after the end of the document")
+			}
+			return nil, fmt.Errorf("after the flow-style object: %w", err)
 		}
 	}
+	return yaml.YAMLToJSON(raw)
 }
 
 func decodeGeneric(js []byte) (any, error) {
@@ -118,23 +178,38 @@ func WriteDocuments(w io.Writer, docs []Document, format string) error {
 
 // Workload names one pod or pod template found in a document.
 type Workload struct {
+	Source    string `json:"source,omitempty"` // the file, when several were read
 	Document  int    `json:"document"`
-	Item      *int   `json:"item,omitempty"` // index in a List's items
+	Item      *int   `json:"item,omitempty"`   // index in a List's items
+	Nested    []int  `json:"nested,omitempty"` // indices in Lists inside that item, outermost first
 	Kind      string `json:"kind"`
 	Namespace string `json:"namespace,omitempty"`
 	Name      string `json:"name"`
 }
 
 func (w Workload) String() string {
-	s := fmt.Sprintf("document %d", w.Document)
-	if w.Item != nil {
-		s += fmt.Sprintf(" item %d", *w.Item)
-	}
 	name := w.Name
 	if w.Namespace != "" {
 		name = w.Namespace + "/" + name
 	}
-	return s + fmt.Sprintf(" (%s %s)", w.Kind, name)
+	return w.position() + fmt.Sprintf(" (%s %s)", w.Kind, name)
+}
+
+// position is where the object is: file, document, List item.
+func (w Workload) position() string {
+	s := docName(w.Source, w.Document)
+	if w.Item != nil {
+		s += fmt.Sprintf(" item %d", *w.Item)
+		for _, n := range w.Nested {
+			s += fmt.Sprintf(".%d", n)
+		}
+	}
+	return s
+}
+
+// Ref is the kubectl-style name of the object: deployment/shop, pod/web.
+func (w Workload) Ref() string {
+	return strings.ToLower(w.Kind) + "/" + w.Name
 }
 
 // templatePaths says where each workload kind keeps its pod template.
@@ -149,36 +224,111 @@ var templatePaths = map[string][]string{
 	"CronJob":               {"spec", "jobTemplate", "spec", "template"},
 }
 
+// TemplatePath returns where kind keeps its pod template (nil for a Pod),
+// and whether kind has one at all.
+func TemplatePath(kind string) ([]string, bool) {
+	p, ok := templatePaths[kind]
+	return p, ok
+}
+
 // PodFunc is run on each pod found; the patch it returns is applied to the
 // pod (template) in the document.
 type PodFunc func(w Workload, pod *corev1.Pod) (Patch, error)
 
+// maxListDepth bounds Lists inside Lists.
+const maxListDepth = 32
+
 // EachPod runs fn on every pod and pod template of the document (the items
-// of a List too) and applies the patches it returns. Other objects pass
-// through unchanged. Errors name the document, the object and the field.
+// of Lists too, at any depth) and applies the patches it returns. Other
+// objects, and null items of a List, pass through unchanged. Errors name
+// the document, the object, the field path and the value.
 func EachPod(doc *Document, fn PodFunc) error {
 	obj, ok := doc.Object.(map[string]any)
 	if !ok {
-		return fmt.Errorf("document %d: not an object", doc.Index)
+		return fmt.Errorf("%s: not an object (a %s); want a Kubernetes object or a List", docName(doc.Source, doc.Index), jsonKind(doc.Object))
 	}
+	return eachPodOrList(obj, Workload{Source: doc.Source, Document: doc.Index}, fn, 0)
+}
+
+func docName(source string, index int) string {
+	if source == "" {
+		return fmt.Sprintf("document %d", index)
+	}
+	return fmt.Sprintf("%s: document %d", source, index)
+}
+
+func eachPodOrList(obj map[string]any, w Workload, fn PodFunc, depth int) error {
 	kind, _ := obj["kind"].(string)
-	if items, isList := obj["items"].([]any); isList && strings.HasSuffix(kind, "List") {
-		for i, it := range items {
-			item, ok := it.(map[string]any)
-			if !ok {
-				return fmt.Errorf("document %d item %d: not an object", doc.Index, i)
-			}
-			if err := eachPodIn(item, Workload{Document: doc.Index, Item: ptr(i)}, fn); err != nil {
-				return err
-			}
-		}
-		return nil
+	if kind == "" {
+		kind = w.Kind // inferred from a typed list
 	}
-	return eachPodIn(obj, Workload{Document: doc.Index}, fn)
+	rawItems, hasItems := obj["items"]
+	if !hasItems || !strings.HasSuffix(kind, "List") {
+		return eachPodIn(obj, w, fn)
+	}
+	where := w.position()
+	if depth >= maxListDepth {
+		return fmt.Errorf("%s: Lists nested more than %d deep", where, maxListDepth)
+	}
+	if rawItems == nil {
+		return nil // items: null, an empty List
+	}
+	items, ok := rawItems.([]any)
+	if !ok {
+		return fmt.Errorf("%s (%s): items: not an array (a %s)", where, kind, jsonKind(rawItems))
+	}
+	for i, it := range items {
+		iw := Workload{Source: w.Source, Document: w.Document}
+		if w.Item == nil {
+			iw.Item = ptr(i)
+		} else {
+			iw.Item = w.Item
+			iw.Nested = append(slices.Clone(w.Nested), i)
+		}
+		if it == nil {
+			continue // a null item: nothing to do, kept as it is
+		}
+		item, ok := it.(map[string]any)
+		if !ok {
+			return fmt.Errorf("%s: not an object (a %s)", iw.position(), jsonKind(it))
+		}
+		// Items of a typed list (DeploymentList, PodList...) may leave kind
+		// and apiVersion out: they are the list's, as the apiserver and
+		// kubectl read them.
+		_, hasKind := item["kind"]
+		_, hasAPIVersion := item["apiVersion"]
+		if !hasKind && !hasAPIVersion && kind != "List" {
+			iw.Kind = strings.TrimSuffix(kind, "List")
+		}
+		if err := eachPodOrList(item, iw, fn, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// jsonKind names the JSON type of a generic value, for messages.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case map[string]any:
+		return "object"
+	case []any:
+		return "array"
+	case string:
+		return "string"
+	case bool:
+		return "boolean"
+	default:
+		return "number"
+	}
 }
 
 func eachPodIn(obj map[string]any, w Workload, fn PodFunc) error {
-	w.Kind, _ = obj["kind"].(string)
+	if k, ok := obj["kind"].(string); ok || w.Kind == "" {
+		w.Kind = k
+	}
 	path, isWorkload := templatePaths[w.Kind]
 	if !isWorkload {
 		return nil
@@ -196,32 +346,38 @@ func eachPodIn(obj map[string]any, w Workload, fn PodFunc) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", w, err)
 	}
-	// A pod template may leave metadata out; the patch paths need it. An
-	// empty metadata left after the patch is dropped again.
-	if _, ok := tmpl["metadata"]; !ok {
+	// Empty collections (null, [], {}) where the injector writes: recorded
+	// in the status, so that uninject puts them back exactly.
+	empties := emptyCollections(tmpl)
+	// A pod template may leave metadata out (or null); the patch paths need
+	// it. An empty metadata left after the patch is dropped again.
+	if md, ok := tmpl["metadata"]; !ok || md == nil {
 		tmpl["metadata"] = map[string]any{}
 	}
+	oldStatus := statusOf(tmpl)
 	raw, err := json.Marshal(tmpl)
 	if err != nil {
 		return fmt.Errorf("%s: %w", w, err)
 	}
 	pod, err := DecodePod(raw)
 	if err != nil {
-		return fmt.Errorf("%s: %s: %w", w, fieldOf(path), err)
+		return fmt.Errorf("%s: %w", w, locateDecodeError(tmpl, path, err))
 	}
 	if pod.Namespace == "" {
 		pod.Namespace = w.Namespace
 	}
 	patch, err := fn(w, pod)
 	if err != nil {
+		if e, ok := AsError(err); ok {
+			return fmt.Errorf("%s: %w", w, &Error{Reason: e.Reason, Field: prefixField(path, e.Field), Message: e.Message})
+		}
 		return fmt.Errorf("%s: %w", w, err)
 	}
 	if len(patch) == 0 {
-		if md, ok := tmpl["metadata"].(map[string]any); ok && len(md) == 0 && parent != nil {
-			delete(tmpl, "metadata")
-		}
+		restoreMetadata(tmpl, empties, parent != nil)
 		return nil
 	}
+	patch = stampEmpties(patch, oldStatus, empties)
 	patched, err := ApplyPatch(raw, patch)
 	if err != nil {
 		return fmt.Errorf("%s: apply patch: %w", w, err)
@@ -231,18 +387,192 @@ func eachPodIn(obj map[string]any, w Workload, fn PodFunc) error {
 		return fmt.Errorf("%s: %w", w, err)
 	}
 	newTmpl := decoded.(map[string]any)
-	if md, ok := newTmpl["metadata"].(map[string]any); ok && len(md) == 0 && parent != nil {
-		delete(newTmpl, "metadata")
+	if oldStatus != nil && statusOf(newTmpl) == nil { // uninject
+		restoreEmpties(newTmpl, oldStatus.Empty)
+		empties = maps.Clone(oldStatus.Empty)
 	}
+	restoreMetadata(newTmpl, empties, parent != nil)
 	if parent == nil {
 		clear(obj)
-		for k, v := range newTmpl {
-			obj[k] = v
-		}
+		maps.Copy(obj, newTmpl)
 		return nil
 	}
 	parent[key] = newTmpl
 	return nil
+}
+
+// restoreMetadata drops a pod template's metadata when the walk added it
+// (empty, and it was absent), and gives back a null one.
+func restoreMetadata(tmpl map[string]any, empties map[string]string, isTemplate bool) {
+	md, ok := tmpl["metadata"].(map[string]any)
+	if !ok || len(md) > 0 {
+		return
+	}
+	switch v, was := empties[emptyMetadata]; {
+	case was && v == "null":
+		tmpl["metadata"] = nil
+	case was:
+		// metadata: {} was written; keep it
+	case isTemplate:
+		delete(tmpl, "metadata")
+	}
+}
+
+// The collections the injector adds to, as JSON pointers into the pod.
+const (
+	emptyMetadata       = "/metadata"
+	emptyAnnotations    = "/metadata/annotations"
+	emptyInitContainers = "/spec/initContainers"
+	emptyVolumes        = "/spec/volumes"
+)
+
+// emptyCollections lists the collections the injector writes to that are
+// present and null, [] or {} in the raw pod (template). The apiserver never
+// sends such fields; Helm output and hand-written manifests often have them.
+func emptyCollections(tmpl map[string]any) map[string]string {
+	out := map[string]string{}
+	note := func(path string, parent map[string]any, key string) {
+		v, ok := parent[key]
+		if !ok {
+			return
+		}
+		switch x := v.(type) {
+		case nil:
+			out[path] = "null"
+		case []any:
+			if len(x) == 0 {
+				out[path] = "[]"
+			}
+		case map[string]any:
+			if len(x) == 0 {
+				out[path] = "{}"
+			}
+		}
+	}
+	note(emptyMetadata, tmpl, "metadata")
+	if md, ok := tmpl["metadata"].(map[string]any); ok {
+		note(emptyAnnotations, md, "annotations")
+	}
+	if spec, ok := tmpl["spec"].(map[string]any); ok {
+		note(emptyInitContainers, spec, "initContainers")
+		note(emptyVolumes, spec, "volumes")
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// statusOf reads the status annotation of a raw pod (template); nil when
+// there is none or it does not parse.
+func statusOf(tmpl map[string]any) *Status {
+	md, _ := tmpl["metadata"].(map[string]any)
+	ann, _ := md["annotations"].(map[string]any)
+	s, ok := ann[StatusAnnotation].(string)
+	if !ok {
+		return nil
+	}
+	st, err := ParseStatus(s)
+	if err != nil {
+		return nil
+	}
+	return st
+}
+
+// stampEmpties records, in the status the patch writes, the empty
+// collections the pod had before (and those an older status recorded).
+func stampEmpties(patch Patch, old *Status, empties map[string]string) Patch {
+	merged := map[string]string{}
+	if old != nil {
+		maps.Copy(merged, old.Empty)
+	}
+	maps.Copy(merged, empties)
+	if len(merged) == 0 {
+		return patch
+	}
+	stamp := func(v string) (string, bool) {
+		st, err := ParseStatus(v)
+		if err != nil {
+			return "", false
+		}
+		st.Empty = merged
+		return st.encode(), true
+	}
+	out := slices.Clone(patch)
+	for i, op := range out {
+		switch {
+		case (op.Op == "add" || op.Op == "replace") && op.Path == "/metadata/annotations/"+escapePointer(StatusAnnotation):
+			if v, ok := op.Value.(string); ok {
+				if s, ok := stamp(v); ok {
+					out[i].Value = s
+				}
+			}
+		case op.Op == "add" && op.Path == "/metadata/annotations":
+			if m, ok := op.Value.(map[string]string); ok {
+				if s, ok := stamp(m[StatusAnnotation]); ok {
+					m = maps.Clone(m)
+					m[StatusAnnotation] = s
+					out[i].Value = m
+				}
+			}
+		}
+	}
+	return out
+}
+
+// restoreEmpties puts back the empty collections a status recorded, where
+// uninject left the field absent or empty.
+func restoreEmpties(tmpl map[string]any, empties map[string]string) {
+	value := func(kind string) any {
+		switch kind {
+		case "[]":
+			return []any{}
+		case "{}":
+			return map[string]any{}
+		}
+		return nil
+	}
+	set := func(parent map[string]any, key, kind string) {
+		if parent == nil {
+			return
+		}
+		if cur, ok := parent[key]; ok {
+			switch x := cur.(type) {
+			case []any:
+				if len(x) > 0 {
+					return
+				}
+			case map[string]any:
+				if len(x) > 0 {
+					return
+				}
+			case nil:
+			default:
+				return
+			}
+		}
+		parent[key] = value(kind)
+	}
+	md, _ := tmpl["metadata"].(map[string]any)
+	if kind, ok := empties[emptyAnnotations]; ok {
+		set(md, "annotations", kind)
+	}
+	spec, _ := tmpl["spec"].(map[string]any)
+	if kind, ok := empties[emptyInitContainers]; ok {
+		set(spec, "initContainers", kind)
+	}
+	if kind, ok := empties[emptyVolumes]; ok {
+		set(spec, "volumes", kind)
+	}
+}
+
+// prefixField puts the template's path in front of a field of the pod.
+func prefixField(path []string, field string) string {
+	if len(path) == 0 || field == "" || strings.HasPrefix(field, "annotation ") || strings.HasPrefix(field, "label ") ||
+		strings.HasPrefix(field, "namespace ") || strings.HasPrefix(field, "injector config") || field == "pod" || field == "object" {
+		return field
+	}
+	return fieldOf(path) + "." + field
 }
 
 // walk follows path from obj; it returns the last map, key and value.

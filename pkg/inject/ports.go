@@ -92,7 +92,7 @@ func resolvePort(c *corev1.Container, p intstr.IntOrString) int32 {
 
 // portChoice is one proxy port to place.
 type portChoice struct {
-	name      string  // inbound, outbound, stats
+	name      string  // inbound, outbound, stats, admin
 	want      uint16  // the configured or requested port
 	requested string  // the setting annotation that asked for it, if any
 	got       *uint16 // where the chosen port goes
@@ -102,7 +102,7 @@ type portChoice struct {
 // then the next free port of the configured range. A port a setting asked
 // for explicitly is never moved: a clash is a deny naming the setting.
 func (in *Injector) choosePorts(pp podPorts, choices []portChoice) (moved []string, err *Error) {
-	taken := map[uint16]bool{in.cfg.Ports.Admin: true}
+	taken := map[uint16]bool{}
 	for _, c := range choices {
 		if c.requested == "" {
 			taken[c.want] = true
@@ -115,7 +115,7 @@ func (in *Injector) choosePorts(pp podPorts, choices []portChoice) (moved []stri
 				return nil, denyf(ReasonInvalidSetting, "annotation "+c.requested, "port %d is already used by %s; pick another port or remove the annotation", c.want, what)
 			}
 			if c.want == in.cfg.Ports.Admin {
-				return nil, denyf(ReasonInvalidSetting, "annotation "+c.requested, "port %d is Envoy's admin port", c.want)
+				return nil, denyf(ReasonInvalidSetting, "annotation "+c.requested, "port %d is Envoy's admin port; pick another port", c.want)
 			}
 			*c.got = c.want
 			taken[c.want] = true

@@ -170,7 +170,7 @@ func (s *settings) set(name, value string) error {
 		s.memory, err = parseQuantity(value, "a memory quantity such as 128Mi")
 	case SettingProxyImage:
 		if value == "" || strings.ContainsAny(value, " \t\r\n") {
-			err = fmt.Errorf("%q: want an image reference such as envoyproxy/envoy:v1.32.13", value)
+			err = fmt.Errorf("%q: want an image reference such as envoyproxy/envoy:v1.40.0", value)
 		}
 		s.image = value
 	case SettingLogLevel:

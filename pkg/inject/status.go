@@ -17,6 +17,10 @@ type Status struct {
 	Volumes        []string `json:"volumes"`
 	// Annotations lists annotations the injector added (besides the status).
 	Annotations []string `json:"annotations,omitempty"`
+	// Empty lists collections of an offline manifest that were null, [] or
+	// {} before injection (JSON pointer -> "null", "[]" or "{}"), so that
+	// uninject gives them back exactly; the apiserver never sends such fields.
+	Empty map[string]string `json:"empty,omitempty"`
 }
 
 // ParseStatus reads a sidecar.io/status value.

@@ -16,7 +16,7 @@ func Uninject(pod *corev1.Pod) (Result, error) {
 	}
 	st, err := ParseStatus(s)
 	if err != nil {
-		return deny(denyf(ReasonInvalidPod, "annotation "+StatusAnnotation, "%v", err))
+		return deny(denyf(ReasonInvalidPod, "annotation "+StatusAnnotation, "%q: %s; remove the annotation and the containers it lists by hand", truncate(s), statusProblem(err)))
 	}
 	p := newPatcher(pod)
 	p.removeInjected(st)

@@ -202,6 +202,8 @@ func (s *Server) Handler() http.Handler {
 		r.Post("/audit", func(w http.ResponseWriter, r *http.Request) { s.serveReview(w, r, modeAudit) })
 		r.Post("/invalid-namespace-label", func(w http.ResponseWriter, r *http.Request) { s.serveReview(w, r, modeInvalidLabel) })
 		r.Post("/explain", s.serveExplain)
+		r.Post(PathWorkload, func(w http.ResponseWriter, r *http.Request) { s.serveWorkload(w, r, false) })
+		r.Post(PathWorkloadAudit, func(w http.ResponseWriter, r *http.Request) { s.serveWorkload(w, r, true) })
 	})
 	return r
 }

@@ -318,7 +318,7 @@ func TestADSOverTCP(t *testing.T) {
 
 	// CDS then LDS, ACKed.
 	cds, lds := c.handshake("")
-	if diff := cmp.Diff([]string{"blackhole", "inbound|8080", "inbound|passthrough", "outbound|passthrough"}, names(t, cds)); diff != "" {
+	if diff := cmp.Diff([]string{"blackhole", "inbound|8080", "inbound|passthrough", "outbound|passthrough", "proxy|admin"}, names(t, cds)); diff != "" {
 		t.Errorf("clusters (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff([]string{"inbound", "inbound-ipv6", "outbound", "outbound-ipv6", "stats", "stats-ipv6"}, names(t, lds)); diff != "" {

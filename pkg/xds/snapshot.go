@@ -41,7 +41,11 @@ const (
 	ListenerStats        = "stats"
 	ListenerStatsIPv6    = "stats-ipv6"
 
-	ClusterBlackhole           = "blackhole"
+	ClusterBlackhole = "blackhole"
+	// ClusterAdmin is the proxy's own admin interface at the node's admin
+	// port, which moves when the app uses the default one; the stats
+	// listener routes to it.
+	ClusterAdmin               = "proxy|admin"
 	ClusterInboundPassthrough  = "inbound|passthrough"
 	ClusterOutboundPassthrough = "outbound|passthrough"
 )
@@ -153,6 +157,21 @@ func (b builder) clusters() ([]types.Resource, error) {
 		},
 		b.originalDst(ClusterInboundPassthrough),
 		b.originalDst(ClusterOutboundPassthrough),
+		b.withLimits(&clusterv3.Cluster{
+			Name:                 ClusterAdmin,
+			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+			ConnectTimeout:       durationpb.New(b.mesh.ConnectTimeout.Duration),
+			LoadAssignment: &endpointv3.ClusterLoadAssignment{
+				ClusterName: ClusterAdmin,
+				Endpoints: []*endpointv3.LocalityLbEndpoints{{
+					LbEndpoints: []*endpointv3.LbEndpoint{{
+						HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+							Address: socketAddress("127.0.0.1", b.node.AdminPort),
+						}},
+					}},
+				}},
+			},
+		}),
 	}
 	for _, p := range b.node.AppPorts {
 		name := InboundCluster(p)
@@ -379,7 +398,7 @@ func (b builder) accessLog() (*accesslogv3.AccessLog, error) {
 }
 
 // statsChain serves /stats/prometheus and /ready from the admin interface
-// (the bootstrap's static admin cluster) and 404 for everything else.
+// (at the node's admin port, ClusterAdmin) and 404 for everything else.
 func (b builder) statsChain() (*listenerv3.FilterChain, error) {
 	router, err := typedConfig(&routerv3.Router{})
 	if err != nil {
@@ -389,7 +408,7 @@ func (b builder) statsChain() (*listenerv3.FilterChain, error) {
 		return &routev3.Route{
 			Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Path{Path: path}},
 			Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-				ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: envoy.AdminCluster},
+				ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: ClusterAdmin},
 				Timeout:          durationpb.New(10 * time.Second),
 			}},
 		}

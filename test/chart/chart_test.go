@@ -219,6 +219,9 @@ func TestSchema(t *testing.T) {
 		{"bad tls version", "webhook:\n  tlsMinVersion: \"1.0\"\n", "tlsMinVersion"},
 		{"uid as string", "proxy:\n  uid: \"1337\"\n", "uid"},
 		{"bad resources", "proxy:\n  resources:\n    requests:\n      cpu: lots\n", "cpu"},
+		{"digest not sha256", "image:\n  digest: latest\n", "digest"},
+		{"init image as one string", "proxy:\n  initImage: example/iptables-init:v1\n", "initImage"},
+		{"registry with a scheme", "image:\n  registry: https://ghcr.io\n", "registry"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -54,7 +54,8 @@ type webhookProc struct {
 
 // startWebhook starts a webhook with a fresh serving certificate from the
 // suite CA, in a kubelet-style Secret volume directory, and waits for /readyz.
-func (s *suite) startWebhook(ctx context.Context, name string) (*webhookProc, error) {
+// extraArgs are added to the command line (a --config, say).
+func (s *suite) startWebhook(ctx context.Context, name string, extraArgs ...string) (*webhookProc, error) {
 	cd := &certDir{dir: filepath.Join(s.dir, "webhook-"+name, "certs")}
 	if _, err := cd.rotate(s.ca); err != nil {
 		return nil, err
@@ -75,7 +76,7 @@ func (s *suite) startWebhook(ctx context.Context, name string) (*webhookProc, er
 		w.proc, err = testenv.StartProcess(testenv.ProcessSpec{
 			Name: "webhook-" + name,
 			Path: s.injector,
-			Args: []string{
+			Args: append([]string{
 				"webhook",
 				"--tls-cert-file", cd.certFile(),
 				"--tls-key-file", cd.keyFile(),
@@ -85,7 +86,7 @@ func (s *suite) startWebhook(ctx context.Context, name string) (*webhookProc, er
 				"--drain-delay", "0s",
 				"--shutdown-grace", "5s",
 				"--log-format", "text",
-			},
+			}, extraArgs...),
 			LogFile: filepath.Join(s.dir, "webhook-"+name, "webhook.log"),
 		})
 		if err != nil {

@@ -38,8 +38,24 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end -}}
 
+{{/* An image reference from registry, repository, tag (default: the chart's appVersion) and digest (wins over the tag). Takes (dict "image" VALUES "appVersion" VERSION). */}}
+{{- define "si.imageRef" -}}
+{{- $i := .image -}}
+{{- $name := $i.repository -}}
+{{- if $i.registry }}{{ $name = printf "%s/%s" (trimSuffix "/" $i.registry) $i.repository }}{{ end -}}
+{{- if $i.digest -}}
+{{- printf "%s@%s" $name $i.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $name (default .appVersion $i.tag) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "si.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- include "si.imageRef" (dict "image" .Values.image "appVersion" .Chart.AppVersion) -}}
+{{- end -}}
+
+{{- define "si.initImage" -}}
+{{- include "si.imageRef" (dict "image" .Values.proxy.initImage "appVersion" .Chart.AppVersion) -}}
 {{- end -}}
 
 {{- define "si.webhookService" -}}{{ include "si.fullname" . }}-webhook{{- end -}}
@@ -133,7 +149,7 @@ of the names).
 {{/* The injector config file, built as data from the values. */}}
 {{- define "si.injectorConfig" -}}
 {{- $p := .Values.proxy -}}
-{{- $proxy := dict "image" $p.image "initImage" $p.initImage "uid" (int64 $p.uid) "logLevel" $p.logLevel "nativeSidecar" (toString $p.nativeSidecar) "concurrency" (int64 $p.concurrency) "resources" $p.resources "initResources" $p.initResources -}}
+{{- $proxy := dict "image" $p.image "initImage" (include "si.initImage" .) "uid" (int64 $p.uid) "logLevel" $p.logLevel "nativeSidecar" (toString $p.nativeSidecar) "concurrency" (int64 $p.concurrency) "resources" $p.resources "initResources" $p.initResources -}}
 {{- if $p.imagePullPolicy }}{{ $_ := set $proxy "imagePullPolicy" $p.imagePullPolicy }}{{ end -}}
 {{- $redirect := dict "iptablesMode" $p.iptablesMode "ipv6" $p.ipv6 "excludeOutboundIPRanges" $p.excludeOutboundIPRanges "excludeOutboundPorts" $p.excludeOutboundPorts "excludeInboundPorts" $p.excludeInboundPorts -}}
 {{- $injection := dict "defaultPolicy" .Values.injection.defaultPolicy "injectorNamespace" .Release.Namespace "excludedNamespaces" .Values.injection.excludedNamespaces "allowedSettings" .Values.injection.allowedSettings "prometheusAnnotations" .Values.injection.prometheusAnnotations -}}
