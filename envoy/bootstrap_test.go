@@ -12,6 +12,8 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/sidecar-injector/sidecar-injector/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -32,6 +34,11 @@ func testBootstrapConfigs() map[string]BootstrapConfig {
 }
 
 func TestRenderBootstrapGolden(t *testing.T) {
+	var outputs []string
+	for name := range testBootstrapConfigs() {
+		outputs = append(outputs, filepath.Join("testdata", name+".yaml"))
+	}
+	golden.Orphans(t, *update, filepath.Join("testdata", "bootstrap-*.yaml"), outputs)
 	for name, cfg := range testBootstrapConfigs() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

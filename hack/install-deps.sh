@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests use (real iptables in network
 # namespaces, promtool), when running as root and they are missing. Without
-# root it only says what is missing: the tests that need it skip loudly.
+# root it only says what is missing: the tests that need it skip loudly (or
+# fail, under SIDECAR_INJECTOR_REQUIRE_ALL=1 or CI=true).
 set -euo pipefail
 
 need=()
@@ -14,7 +15,7 @@ if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
-  echo "install-deps: not root; missing packages: ${need[*]} (tests that need them will skip)" >&2
+  echo "install-deps: not root; missing packages: ${need[*]} (tests that need them will skip, or fail under SIDECAR_INJECTOR_REQUIRE_ALL=1)" >&2
   exit 0
 fi
 echo "install-deps: apt-get install ${need[*]}" >&2

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/sidecar-injector/sidecar-injector/internal/golden"
 	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
 )
 
@@ -37,6 +38,11 @@ func TestCorpus(t *testing.T) {
 	if len(files) < 60 {
 		t.Fatalf("%d manifests in testdata/corpus; want at least 60", len(files))
 	}
+	var outputs []string
+	for _, file := range files {
+		outputs = append(outputs, filepath.Join("testdata", "corpus", "golden", filepath.Base(file)+".injected.yaml"))
+	}
+	golden.Orphans(t, *update, filepath.Join("testdata", "corpus", "golden", "*"), outputs)
 	workloads, injected := 0, 0
 	for _, file := range files {
 		name := filepath.Base(file)

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/pflag"
 
+	"github.com/sidecar-injector/sidecar-injector/internal/need"
 	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
 )
 
@@ -377,6 +378,8 @@ func TestFinding9CLIConventions(t *testing.T) {
 				if b, err := cmd.CombinedOutput(); err != nil {
 					t.Errorf("bash -n rejects the completion script: %v\n%s", err, b)
 				}
+			} else {
+				need.Without(t, "bash not in PATH: the bash completion script is not syntax-checked (apt-get install bash)")
 			}
 		}
 	}

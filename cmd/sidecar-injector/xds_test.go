@@ -4,11 +4,22 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/sidecar-injector/sidecar-injector/internal/poll"
+	"github.com/sidecar-injector/sidecar-injector/internal/syncbuf"
+	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
+	"github.com/sidecar-injector/sidecar-injector/test/adsclient"
 )
 
 func TestRunXDSFlags(t *testing.T) {
@@ -49,17 +60,67 @@ func TestRunXDSFlags(t *testing.T) {
 	}
 }
 
-// The command serves until its context ends, then shuts down cleanly.
+var grpcAddr = regexp.MustCompile(`msg="xds server listening".* grpc=(\S+)`)
+
+// The command serves ADS: an injected pod's proxy asks for its clusters and
+// listeners and gets them (with ADS not registered, the fetch fails); then
+// the command shuts down cleanly when its context ends.
 func TestRunXDSServesAndStops(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	var stderr bytes.Buffer
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var stderr syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- runXDS(ctx, []string{"--listen-address", "127.0.0.1:0", "--health-address", "127.0.0.1:0",
 			"--shutdown-delay", "0s", "--log-format", "text"}, stdio{in: strings.NewReader(""), out: &bytes.Buffer{}, err: &stderr})
 	}()
-	time.Sleep(300 * time.Millisecond)
+	var addr string
+	poll.Until(t, 10*time.Second, "the xds server listening line", func() error {
+		select {
+		case err := <-done:
+			t.Fatalf("runXDS returned before serving: %v\n%s", err, stderr.String())
+		default:
+		}
+		m := grpcAddr.FindStringSubmatch(stderr.String())
+		if m == nil {
+			return fmt.Errorf("no listening line yet:\n%s", stderr.String())
+		}
+		addr = m[1]
+		return nil
+	})
+
+	res, err := inject.Inject(&corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app", Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}},
+	}, inject.DefaultConfig(), inject.Overrides{Namespace: "shop"})
+	if err != nil || res.Decision != inject.DecisionInject {
+		t.Fatalf("inject: %v, decision %q (%s)", err, res.Decision, res.Message)
+	}
+	node, err := adsclient.NodeFromPod(res.Pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := adsclient.Fetch(ctx, addr, node, 10*time.Second)
+	if err != nil {
+		t.Fatalf("ADS fetch from %s: %v\n%s", addr, err, stderr.String())
+	}
+	var names []string
+	for _, l := range got.Listeners {
+		names = append(names, l.GetName())
+	}
+	var clusters []string
+	for _, c := range got.Clusters {
+		clusters = append(clusters, c.GetName())
+	}
+	// The pod's app port has its own inbound cluster: the config was built
+	// from this proxy's metadata, not a default.
+	if !slices.Contains(names, "inbound") || !slices.Contains(names, "outbound") ||
+		!slices.ContainsFunc(clusters, func(c string) bool { return strings.Contains(c, "8080") }) ||
+		got.ClusterVersion == "" || got.ListenerVersion == "" {
+		t.Errorf("ADS served listeners %q, clusters %q, versions %q/%q; want inbound, outbound, a cluster for port 8080, versions",
+			names, clusters, got.ClusterVersion, got.ListenerVersion)
+	}
 	cancel()
 	select {
 	case err := <-done:
@@ -68,8 +129,5 @@ func TestRunXDSServesAndStops(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("runXDS did not return after cancel")
-	}
-	if !strings.Contains(stderr.String(), "xds server listening") {
-		t.Errorf("log lacks the listening line:\n%s", stderr.String())
 	}
 }

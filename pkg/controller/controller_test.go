@@ -20,6 +20,7 @@ import (
 	metadatafake "k8s.io/client-go/metadata/fake"
 
 	"github.com/sidecar-injector/sidecar-injector/envoy"
+	"github.com/sidecar-injector/sidecar-injector/internal/poll"
 	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
 )
 
@@ -51,20 +52,10 @@ func metaScheme(t *testing.T) *runtime.Scheme {
 	return s
 }
 
-// eventually polls cond every 10 ms for up to 10 s.
+// eventually waits up to 10 s for cond (internal/poll).
 func eventually(t *testing.T, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Until(t, 10*time.Second, what, cond)
 }
 
 // TestControllerWithFakes runs the whole controller against client-go's

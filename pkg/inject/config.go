@@ -7,13 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	"github.com/sidecar-injector/sidecar-injector/pkg/redirect"
@@ -213,20 +213,16 @@ func LoadConfig(data []byte) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("injector config: not valid YAML: %w", err)
 	}
-	var generic any
-	if err := json.Unmarshal(js, &generic); err != nil {
-		return Config{}, fmt.Errorf("injector config: %w", err)
-	}
-	if _, ok := generic.(map[string]any); !ok {
+	if !bytes.HasPrefix(js, []byte("{")) {
 		return Config{}, fmt.Errorf("injector config: want a YAML mapping with apiVersion: %s and kind: %s", ConfigAPIVersion, ConfigKind)
 	}
-	if field := unknownField(generic, reflect.TypeFor[Config](), ""); field != "" {
-		return Config{}, fmt.Errorf("injector config: unknown field %q", field)
-	}
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil {
+	// One strict decode: case-sensitive keys, unknown fields named by path.
+	strict, err := kjson.UnmarshalStrict(js, &cfg)
+	if err != nil {
 		return Config{}, fmt.Errorf("injector config: %w", err)
+	}
+	if len(strict) > 0 {
+		return Config{}, fmt.Errorf("injector config: %w", errors.Join(strict...))
 	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err

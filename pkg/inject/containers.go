@@ -7,7 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/sidecar-injector/sidecar-injector/envoy"
+	"github.com/sidecar-injector/sidecar-injector/envoy/nodemeta"
 	"github.com/sidecar-injector/sidecar-injector/pkg/redirect"
 )
 
@@ -38,14 +38,14 @@ func (in *Injector) initContainer(spec redirect.Spec) corev1.Container {
 
 func (in *Injector) proxyContainer(set settings, ports Ports, pp podPorts, spec redirect.Spec, native bool, ov Overrides) (corev1.Container, *Error) {
 	cfg := &in.cfg
-	md := envoy.NodeMetadata{
-		Version:         envoy.MetadataVersion,
+	md := nodemeta.Metadata{
+		Version:         nodemeta.Version,
 		InboundPort:     uint32(ports.Inbound),
 		OutboundPort:    uint32(ports.Outbound),
 		StatsPort:       uint32(ports.Stats),
 		AdminPort:       uint32(ports.Admin),
 		AppPorts:        pp.app,
-		PodIP:           envoy.PodIPRef,
+		PodIP:           nodemeta.PodIPRef,
 		IPv6:            string(spec.IPv6),
 		ConfigHash:      in.hash,
 		InjectorVersion: ov.InjectorVersion,
@@ -53,7 +53,7 @@ func (in *Injector) proxyContainer(set settings, ports Ports, pp podPorts, spec 
 	for _, p := range spec.ExcludeInboundPorts.Ports {
 		md.ExcludeInboundPorts = append(md.ExcludeInboundPorts, uint32(p))
 	}
-	overlay, err := envoy.RenderOverlayMovedAdmin(md, uint32(cfg.Ports.Admin))
+	overlay, err := nodemeta.RenderOverlayMovedAdmin(md, uint32(cfg.Ports.Admin))
 	if err != nil {
 		return corev1.Container{}, denyf(ReasonInvalidPod, "pod", "%v", err)
 	}
@@ -96,9 +96,9 @@ func (in *Injector) proxyContainer(set settings, ports Ports, pp podPorts, spec 
 			Name: "http-envoy-prom", ContainerPort: int32(ports.Stats), Protocol: corev1.ProtocolTCP,
 		}},
 		Env: []corev1.EnvVar{
-			fieldEnv(envoy.EnvPodName, "metadata.name"),
-			fieldEnv(envoy.EnvPodNamespace, "metadata.namespace"),
-			fieldEnv(envoy.EnvPodIP, "status.podIP"),
+			fieldEnv(nodemeta.EnvPodName, "metadata.name"),
+			fieldEnv(nodemeta.EnvPodNamespace, "metadata.namespace"),
+			fieldEnv(nodemeta.EnvPodIP, "status.podIP"),
 		},
 		Resources: res,
 		VolumeMounts: []corev1.VolumeMount{{

@@ -12,6 +12,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/sidecar-injector/sidecar-injector/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
@@ -132,6 +134,11 @@ func TestGolden(t *testing.T) {
 	if len(files) < 30 {
 		t.Fatalf("found %d golden cases, want at least 30", len(files))
 	}
+	var outputs []string
+	for _, file := range files {
+		outputs = append(outputs, strings.TrimSuffix(file, ".yaml")+".out.json")
+	}
+	golden.Orphans(t, *update, "testdata/golden/*.out.json", outputs)
 	for _, file := range files {
 		name := strings.TrimSuffix(filepath.Base(file), ".yaml")
 		t.Run(name, func(t *testing.T) {

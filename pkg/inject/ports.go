@@ -8,7 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/sidecar-injector/sidecar-injector/envoy"
+	"github.com/sidecar-injector/sidecar-injector/envoy/nodemeta"
 )
 
 // podPorts is what the pod's own containers use, collected in one pass.
@@ -16,7 +16,7 @@ type podPorts struct {
 	used     map[uint16]portUse // every port the app uses, with what uses it (for messages)
 	declared map[uint16]bool    // declared containerPorts (serving ports)
 	tcpProbe map[uint16]bool    // ports of tcpSocket probes
-	app      []envoy.AppPort    // declared TCP ports, sorted, for the xDS server
+	app      []nodemeta.AppPort // declared TCP ports, sorted, for the xDS server
 }
 
 // collectPorts walks every container's ports, hostPorts and probes. Linear in
@@ -38,7 +38,7 @@ func collectPorts(pod *corev1.Pod) podPorts {
 			if p.ContainerPort >= 1 && p.ContainerPort <= 65535 {
 				port := uint16(p.ContainerPort)
 				if !pp.declared[port] && (p.Protocol == "" || p.Protocol == corev1.ProtocolTCP) {
-					pp.app = append(pp.app, envoy.AppPort{Port: uint32(port), Name: p.Name, Protocol: string(corev1.ProtocolTCP)})
+					pp.app = append(pp.app, nodemeta.AppPort{Port: uint32(port), Name: p.Name, Protocol: string(corev1.ProtocolTCP)})
 				}
 				pp.declared[port] = true
 			}
@@ -67,7 +67,7 @@ func collectPorts(pod *corev1.Pod) podPorts {
 	for i := range pod.Spec.Containers {
 		visit(&pod.Spec.Containers[i])
 	}
-	slices.SortFunc(pp.app, func(a, b envoy.AppPort) int { return int(a.Port) - int(b.Port) })
+	slices.SortFunc(pp.app, func(a, b nodemeta.AppPort) int { return int(a.Port) - int(b.Port) })
 	return pp
 }
 

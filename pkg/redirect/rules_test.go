@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/sidecar-injector/sidecar-injector/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/ from the current code")
@@ -44,6 +46,12 @@ func TestGoldenRules(t *testing.T) {
 	if len(goldenSpecs) < 10 {
 		t.Fatalf("want golden tests for 10+ specs, have %d", len(goldenSpecs))
 	}
+	// TestGoldenOverExisting writes the two -existing files.
+	outputs := []string{filepath.Join("testdata", "rules", "apply-over-existing.rules"), filepath.Join("testdata", "rules", "cleanup-existing.rules")}
+	for _, tc := range goldenSpecs {
+		outputs = append(outputs, filepath.Join("testdata", "rules", tc.name+".rules"))
+	}
+	golden.Orphans(t, *update, filepath.Join("testdata", "rules", "*"), outputs)
 	for _, tc := range goldenSpecs {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sidecar-injector/sidecar-injector/internal/poll"
 )
 
 func readyz(t testing.TB, h *harness) int {
@@ -27,15 +29,10 @@ func readyz(t testing.TB, h *harness) int {
 	return resp.StatusCode
 }
 
+// eventually waits up to 10 s for cond (internal/poll).
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.True(t, 10*time.Second, what, cond)
 }
 
 // /readyz is 503 until a certificate is loaded; the handshake fails until

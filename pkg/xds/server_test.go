@@ -32,26 +32,17 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sidecar-injector/sidecar-injector/envoy"
+	"github.com/sidecar-injector/sidecar-injector/internal/poll"
+	"github.com/sidecar-injector/sidecar-injector/internal/syncbuf"
 )
 
 // syncBuffer is a log sink the test can read while the server writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
+type syncBuffer struct{ syncbuf.Buffer }
 
 // lines returns the JSON log records with the given message.
 func (b *syncBuffer) lines(msg string) []map[string]any {
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var out []map[string]any
-	for _, l := range strings.Split(b.buf.String(), "\n") {
+	for _, l := range strings.Split(b.String(), "\n") {
 		var rec map[string]any
 		if json.Unmarshal([]byte(l), &rec) == nil && rec["msg"] == msg {
 			out = append(out, rec)
@@ -157,16 +148,10 @@ func metricValue(t *testing.T, c prometheus.Collector) float64 {
 	return 0
 }
 
-// waitFor polls cond for up to 5s.
+// waitFor waits up to 5 s for cond (internal/poll).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.True(t, 5*time.Second, what, cond)
 }
 
 // adsClient is a minimal Envoy: one ADS stream, requests by hand.

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/sidecar-injector/sidecar-injector/envoy"
+	"github.com/sidecar-injector/sidecar-injector/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -113,6 +114,11 @@ func TestBuildSnapshotGolden(t *testing.T) {
 	if len(inputs) < 8 {
 		t.Fatalf("want at least 8 golden cases, found %d", len(inputs))
 	}
+	var outputs []string
+	for _, in := range inputs {
+		outputs = append(outputs, strings.TrimSuffix(in, ".yaml")+".golden.json")
+	}
+	golden.Orphans(t, *update, filepath.Join("testdata", "snapshots", "*.golden.json"), outputs)
 	for _, in := range inputs {
 		name := strings.TrimSuffix(filepath.Base(in), ".yaml")
 		t.Run(name, func(t *testing.T) {

@@ -32,6 +32,7 @@ import (
 	"k8s.io/pod-security-admission/policy"
 	"sigs.k8s.io/yaml"
 
+	"github.com/sidecar-injector/sidecar-injector/internal/golden"
 	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
 	"github.com/sidecar-injector/sidecar-injector/pkg/xds"
 	"github.com/sidecar-injector/sidecar-injector/test/testenv"
@@ -117,6 +118,11 @@ func TestRender(t *testing.T) {
 	if len(sets) < 5 {
 		t.Fatalf("found %d value sets, want the default and at least 4 more", len(sets))
 	}
+	var outputs []string
+	for _, file := range sets {
+		outputs = append(outputs, filepath.Join("testdata", "golden", filepath.Base(file)))
+	}
+	golden.Orphans(t, *update, filepath.Join("testdata", "golden", "*"), outputs)
 	for _, file := range sets {
 		name := strings.TrimSuffix(filepath.Base(file), ".yaml")
 		t.Run(name, func(t *testing.T) {

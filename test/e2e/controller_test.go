@@ -32,6 +32,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/sidecar-injector/sidecar-injector/envoy"
+	polling "github.com/sidecar-injector/sidecar-injector/internal/poll"
 	"github.com/sidecar-injector/sidecar-injector/pkg/controller"
 	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
 	"github.com/sidecar-injector/sidecar-injector/test/testenv"
@@ -156,24 +157,15 @@ func envoyConfig(ctx context.Context, ns string) (*corev1.ConfigMap, error) {
 	return env.cs.CoreV1().ConfigMaps(ns).Get(ctx, inject.ConfigMapName, metav1.GetOptions{})
 }
 
-// poll calls cond every 50 ms until it returns nil or within passes; it
-// returns how long it took.
+// poll calls cond, each call bounded to 5 s, until it returns nil or within
+// passes (internal/poll); it returns how long it took.
 func poll(t *testing.T, within time.Duration, what string, cond func(ctx context.Context) error) time.Duration {
 	t.Helper()
-	start := time.Now()
-	var last error
-	for {
+	return polling.Until(t, within, what, func() error {
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-		last = cond(ctx)
-		cancel()
-		if last == nil {
-			return time.Since(start)
-		}
-		if time.Since(start) > within {
-			t.Fatalf("%s: not within %s: %v", what, within, last)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		defer cancel()
+		return cond(ctx)
+	})
 }
 
 func wantBootstrap(t *testing.T, cfg inject.Config) string {

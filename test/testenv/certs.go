@@ -1,150 +1,36 @@
 package testenv
 
 import (
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/sidecar-injector/sidecar-injector/internal/testca"
 )
 
-// CA is a certificate authority for local certificates.
-type CA struct {
-	Cert    *x509.Certificate
-	CertPEM []byte
-	key     crypto.Signer
-}
+// The local CA is internal/testca, which the unit tests share; these names
+// keep it reachable from the control plane's users.
+type (
+	// CA is a certificate authority for local certificates.
+	CA = testca.CA
+	// Leaf describes a certificate to issue.
+	Leaf = testca.Leaf
+	// KeyPair is a PEM certificate and its PEM (PKCS #8) key.
+	KeyPair = testca.KeyPair
+)
 
-// NewCA makes a self-signed CA (ECDSA P-256) valid from a minute ago for validity.
+// NewCA makes a self-signed CA valid from a minute ago for validity.
 func NewCA(commonName string, validity time.Duration) (*CA, error) {
-	if validity <= 0 {
-		return nil, fmt.Errorf("new CA %q: validity %s: want a positive duration", commonName, validity)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("new CA %q: generate key: %w", commonName, err)
-	}
-	serial, err := newSerial()
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: commonName},
-		NotBefore:             now.Add(-time.Minute),
-		NotAfter:              now.Add(validity),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		return nil, fmt.Errorf("new CA %q: sign: %w", commonName, err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("new CA %q: parse: %w", commonName, err)
-	}
-	return &CA{Cert: cert, CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), key: key}, nil
-}
-
-// Leaf describes a certificate to issue.
-type Leaf struct {
-	CommonName string
-	DNSNames   []string
-	IPs        []net.IP
-	Validity   time.Duration
-	// Client makes a client certificate; otherwise a serving one.
-	Client bool
-	// Organizations become the subject's O (Kubernetes groups for clients).
-	Organizations []string
+	return testca.New(commonName, validity)
 }
 
 // LoopbackServing is a serving certificate for 127.0.0.1, ::1 and localhost.
 func LoopbackServing(commonName string, validity time.Duration) Leaf {
-	return Leaf{
-		CommonName: commonName,
-		DNSNames:   []string{"localhost"},
-		IPs:        []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		Validity:   validity,
-	}
-}
-
-// KeyPair is a PEM certificate and its PEM (PKCS #8) key.
-type KeyPair struct {
-	CertPEM []byte
-	KeyPEM  []byte
-	Cert    *x509.Certificate
-}
-
-// Issue signs a new leaf certificate with a fresh ECDSA P-256 key.
-func (ca *CA) Issue(l Leaf) (KeyPair, error) {
-	if l.Validity <= 0 {
-		return KeyPair{}, fmt.Errorf("issue %q: validity %s: want a positive duration", l.CommonName, l.Validity)
-	}
-	if !l.Client && len(l.DNSNames) == 0 && len(l.IPs) == 0 {
-		return KeyPair{}, fmt.Errorf("issue %q: a serving certificate needs at least one DNS name or IP", l.CommonName)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return KeyPair{}, fmt.Errorf("issue %q: generate key: %w", l.CommonName, err)
-	}
-	serial, err := newSerial()
-	if err != nil {
-		return KeyPair{}, err
-	}
-	now := time.Now()
-	usage := x509.ExtKeyUsageServerAuth
-	if l.Client {
-		usage = x509.ExtKeyUsageClientAuth
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: l.CommonName, Organization: l.Organizations},
-		NotBefore:    now.Add(-time.Minute),
-		NotAfter:     now.Add(l.Validity),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-		DNSNames:     l.DNSNames,
-		IPAddresses:  l.IPs,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.key)
-	if err != nil {
-		return KeyPair{}, fmt.Errorf("issue %q: sign: %w", l.CommonName, err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return KeyPair{}, fmt.Errorf("issue %q: parse: %w", l.CommonName, err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return KeyPair{}, fmt.Errorf("issue %q: marshal key: %w", l.CommonName, err)
-	}
-	return KeyPair{
-		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
-		Cert:    cert,
-	}, nil
-}
-
-// WriteFiles writes the pair to certFile and keyFile (key mode 0600).
-func (kp KeyPair) WriteFiles(certFile, keyFile string) error {
-	if err := writeFile(certFile, kp.CertPEM, 0o644); err != nil {
-		return err
-	}
-	return writeFile(keyFile, kp.KeyPEM, 0o600)
+	return testca.LoopbackServing(commonName, validity)
 }
 
 // ServiceAccountKey is the key pair the apiserver signs service-account
@@ -174,34 +60,7 @@ func NewServiceAccountKey() (ServiceAccountKey, error) {
 	}, nil
 }
 
-func newSerial() (*big.Int, error) {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 126))
-	if err != nil {
-		return nil, fmt.Errorf("certificate serial: %w", err)
-	}
-	return n.Add(n, big.NewInt(1)), nil
-}
-
-// writeFile writes data to path through a temporary file and a rename, so a
-// reader never sees a half-written file.
+// writeFile writes data to path atomically (testca.WriteFile).
 func writeFile(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, werr := f.Write(data)
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr, os.Chmod(f.Name(), mode)); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return testca.WriteFile(path, data, mode)
 }

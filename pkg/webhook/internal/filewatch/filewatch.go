@@ -28,6 +28,9 @@ type Options struct {
 	Debounce time.Duration
 	// Log receives a warning when file-system events are unavailable.
 	Log *slog.Logger
+	// Ready, if set, is called once the watches are in place (or known to
+	// be unavailable): a change made after it returns is seen.
+	Ready func()
 }
 
 // Watch calls changed after file-system events in the files' directories and
@@ -50,6 +53,9 @@ func Watch(ctx context.Context, o Options, changed func()) error {
 			}
 		}
 		events, errs = w.Events, w.Errors
+	}
+	if o.Ready != nil {
+		o.Ready()
 	}
 
 	tick := time.NewTicker(o.Interval)

@@ -2,65 +2,106 @@ package filewatch
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/sidecar-injector/sidecar-injector/internal/poll"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// start runs Watch in the background and returns the call counter.
+// start runs Watch in the background, waits until its watches are in place
+// and returns the call counter.
 func start(t *testing.T, o Options) *atomic.Int32 {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	var calls atomic.Int32
+	startWith(t, o, func() { calls.Add(1) })
+	return &calls
+}
+
+// startWith runs Watch with changed and returns once Watch is ready.
+func startWith(t *testing.T, o Options, changed func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	o.Ready = func() { close(ready) }
 	done := make(chan error, 1)
-	go func() { done <- Watch(ctx, o, func() { calls.Add(1) }) }()
+	go func() { done <- Watch(ctx, o, changed) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Watch: %v", err)
 		}
 	})
-	return &calls
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("Watch returned before it was ready: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Watch not ready after 10s")
+	}
 }
 
 func waitCalls(t *testing.T, calls *atomic.Int32, atLeast int32) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for calls.Load() < atLeast {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d calls after 10s, want at least %d", calls.Load(), atLeast)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.True(t, 10*time.Second, fmt.Sprintf("at least %d calls", atLeast), func() bool { return calls.Load() >= atLeast })
 }
 
 func TestEventsTriggerAfterDebounce(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "tls.crt")
-	calls := start(t, Options{Files: []string{file}, Interval: time.Hour, Debounce: 50 * time.Millisecond, Log: quiet()})
-	time.Sleep(100 * time.Millisecond) // the watch is set up
-	if calls.Load() != 0 {
-		t.Fatalf("called %d times before any change", calls.Load())
+	// Each call records what the file held when it ran.
+	var mu sync.Mutex
+	var seen []string
+	startWith(t, Options{Files: []string{file}, Interval: time.Hour, Debounce: 50 * time.Millisecond, Log: quiet()}, func() {
+		b, _ := os.ReadFile(file)
+		mu.Lock()
+		seen = append(seen, string(b))
+		mu.Unlock()
+	})
+	mu.Lock()
+	if len(seen) != 0 {
+		t.Errorf("called before any change: %q", seen)
 	}
-	// A burst of writes is one call.
+	mu.Unlock()
+	// A burst of writes is one call (two if the burst straddles a debounce).
 	for i := range 5 {
-		if err := os.WriteFile(file, []byte{byte(i)}, 0o600); err != nil {
+		if err := os.WriteFile(file, []byte{'0' + byte(i)}, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitCalls(t, calls, 1)
-	time.Sleep(200 * time.Millisecond)
-	if n := calls.Load(); n > 2 {
-		t.Errorf("a burst of 5 writes gave %d calls; want it gathered by the debounce", n)
+	poll.True(t, 10*time.Second, "a call after the burst", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) > 0
+	})
+	// A last write after the first call: every call for the burst comes
+	// before the call that sees it.
+	if err := os.WriteFile(file, []byte("end"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var before int
+	poll.True(t, 10*time.Second, "a call that sees the last write", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		before = slices.Index(seen, "end")
+		return before >= 0
+	})
+	if before > 2 {
+		mu.Lock()
+		t.Errorf("a burst of 5 writes gave %d calls (%q); want it gathered by the debounce", before, seen)
+		mu.Unlock()
 	}
 }
 
@@ -79,7 +120,6 @@ func TestSymlinkSwapTriggers(t *testing.T) {
 	must(t, os.Symlink("..v1", filepath.Join(dir, "..data")))
 	must(t, os.Symlink("..data/tls.crt", filepath.Join(dir, "tls.crt")))
 	calls := start(t, Options{Files: []string{filepath.Join(dir, "tls.crt")}, Interval: time.Hour, Debounce: 20 * time.Millisecond, Log: quiet()})
-	time.Sleep(100 * time.Millisecond)
 	must(t, os.Symlink("..v2", filepath.Join(dir, "..data_tmp")))
 	must(t, os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")))
 	waitCalls(t, calls, 1)
