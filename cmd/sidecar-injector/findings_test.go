@@ -274,7 +274,6 @@ func TestFinding7NotCalled(t *testing.T) {
 	refusedIfCalled := "apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {sidecar.io/inject: maybe}}\nspec:\n  securityContext: {runAsUser: 1337}\n  containers: [{name: a}]\n"
 	for _, tc := range []struct{ labels, reason, why string }{
 		{"sidecar-injection=disabled", "namespace_disabled", "the webhook is not called"},
-		{"sidecar-injection=Enabled", "not_opted_in", `sidecar-injection="Enabled" is not enabled, audit or disabled`},
 		{"team=a", "not_opted_in", "the webhook is not called"},
 	} {
 		code, out, stderr := runCLI(t, []byte(refusedIfCalled), "explain", "-f", "-", "--namespace-labels", tc.labels)
@@ -287,8 +286,15 @@ func TestFinding7NotCalled(t *testing.T) {
 			t.Errorf("inject %s: exit %d\n%s", tc.labels, code, stderr)
 		}
 	}
+	// A value outside enabled|disabled|audit: the chart's catch-all entry
+	// is called and answers allowed, unchanged, with a warning naming it.
+	code, out, stderr := runCLI(t, []byte(refusedIfCalled), "explain", "-f", "-", "--namespace-labels", "sidecar-injection=Enabled")
+	if code != 0 || strings.Contains(out, "REFUSED") || !strings.Contains(out, "namespace_label_invalid") ||
+		!strings.Contains(out, `namespace label sidecar-injection="Enabled" is invalid (valid: enabled, disabled, audit)`) {
+		t.Errorf("sidecar-injection=Enabled: exit %d\n%s%s", code, out, stderr)
+	}
 	// In an enabled namespace the webhook is called and refuses it.
-	_, out, _ := runCLI(t, []byte(refusedIfCalled), "explain", "-f", "-")
+	_, out, _ = runCLI(t, []byte(refusedIfCalled), "explain", "-f", "-")
 	if !strings.Contains(out, "REFUSED") {
 		t.Errorf("enabled namespace: %s", out)
 	}

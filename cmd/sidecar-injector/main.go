@@ -34,6 +34,8 @@ func commands() map[string]command {
 	return map[string]command{
 		"webhook": {"serve the mutating admission webhook", runWebhook},
 		"xds":     {"serve Envoy configuration over ADS (gRPC)", runXDS},
+		// The only process with write access to the cluster (controller.go).
+		"controller": {"keep envoy-config in injected namespaces, record Events, count stale pods (leader-elected)", runController},
 	}
 }
 

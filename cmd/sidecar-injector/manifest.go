@@ -277,6 +277,11 @@ func (s *source) decide(ctx context.Context, pod *corev1.Pod) (inject.Result, er
 	if !call.Called {
 		return inject.Result{Decision: inject.DecisionSkip, Reason: call.Reason, Message: call.Why, Patch: inject.Patch{}}, nil
 	}
+	if call.Entry == entryInvalidLabel {
+		msg := inject.InvalidNamespaceLabel(labels[inject.NamespaceLabel])
+		return inject.Result{Decision: inject.DecisionSkip, Reason: inject.ReasonNamespaceLabelInvalid, Message: msg,
+			Warnings: []string{"no sidecar: " + msg}, Patch: inject.Patch{}}, nil
+	}
 	return s.injector.Inject(pod, inject.Overrides{
 		Namespace: ns, NamespaceLabels: labels, InjectorVersion: version.Get(), NativeSidecarSupported: s.native,
 	})

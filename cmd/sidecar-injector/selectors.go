@@ -6,6 +6,11 @@ import (
 	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
 )
 
+// entryInvalidLabel is the chart's entry for a sidecar-injection value
+// outside enabled|disabled|audit: its path (/invalid-namespace-label)
+// never runs the engine; it allows the pod unchanged with a warning.
+const entryInvalidLabel = "invalid-label"
+
 // webhookCall is what the apiserver does with a pod before the webhook sees
 // it: the chart's MutatingWebhookConfiguration has one entry per row group
 // of "Who gets a sidecar", chosen by the namespace and object selectors.
@@ -13,7 +18,7 @@ import (
 // the webhook would say about a pod the apiserver never sends it.
 type webhookCall struct {
 	Called bool
-	Entry  string // enabled, audit, opt-in, default
+	Entry  string // enabled, audit, opt-in, default, invalid-label
 	Reason inject.Reason
 	Why    string // when not called
 }
@@ -30,10 +35,11 @@ func selectEntry(nsLabels, podLabels map[string]string, defaultPolicy inject.Pol
 	switch {
 	case nsLabelled && nsValue == "disabled":
 		return webhookCall{Reason: inject.ReasonNamespaceDisabled, Why: fmt.Sprintf("the namespace has %s=disabled: no webhook entry selects it, the webhook is not called, pods get no sidecar", inject.NamespaceLabel)}
-	case nsLabelled && nsValue != "enabled" && nsValue != "audit":
-		return webhookCall{Reason: inject.ReasonNotOptedIn, Why: fmt.Sprintf("the namespace label %s=%q is not enabled, audit or disabled: no webhook entry selects the namespace, the webhook is not called, pods get no sidecar; fix the label", inject.NamespaceLabel, nsValue)}
 	case podLabelled && podValue == "false":
 		return optedOut
+	case nsLabelled && nsValue != "enabled" && nsValue != "audit":
+		// The chart's catch-all entry: allowed, no patch, a warning.
+		return webhookCall{Called: true, Entry: entryInvalidLabel}
 	case nsLabelled:
 		return webhookCall{Called: true, Entry: nsValue} // enabled or audit
 	case podLabelled && podValue == "true":

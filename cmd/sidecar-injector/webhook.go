@@ -8,33 +8,32 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
-	"github.com/sidecar-injector/sidecar-injector/envoy"
 	"github.com/sidecar-injector/sidecar-injector/internal/version"
 	"github.com/sidecar-injector/sidecar-injector/pkg/controller"
-	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
 	"github.com/sidecar-injector/sidecar-injector/pkg/webhook"
 )
 
-// runWebhook serves the mutating admission webhook, and runs the controller
-// next to it, until ctx is done (SIGTERM); then shuts down gracefully.
+// runWebhook serves the mutating admission webhook until ctx is done
+// (SIGTERM); then shuts down gracefully. With a cluster config it also
+// watches namespaces and envoy-config ConfigMaps, read-only, for its
+// admission warnings; without one it injects all the same.
 func runWebhook(ctx context.Context, args []string, io stdio) error {
 	cfg := webhook.DefaultConfig()
-	ccfg := controller.DefaultConfig()
 	logCfg := defaultLogConfig()
 	// Measured with make bench-webhook: 200 took the CPU per request from
 	// 1.58x to 1.35x the null webhook's for a few MiB (docs/benchmarks.md).
 	gc := gcConfig{Percent: 200}
 	fs := newFlagSet("webhook", io)
 	cfg.AddFlags(fs)
-	ccfg.AddFlags(fs)
 	logCfg.AddFlags(fs)
 	gc.AddFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := errors.Join(cfg.Validate(), ccfg.Validate(), gc.Validate()); err != nil {
+	if err := errors.Join(cfg.Validate(), gc.Validate()); err != nil {
 		return fmt.Errorf("invalid flags:\n%w", err)
 	}
 	log, err := logCfg.logger(io.err)
@@ -62,13 +61,7 @@ func runWebhook(ctx context.Context, args []string, io stdio) error {
 	}
 
 	reg := prometheus.NewRegistry()
-	var srv *webhook.Server
-	ctrl, err := newController(ccfg, cfg.Kubeconfig, func() *inject.Injector {
-		if srv == nil {
-			return nil
-		}
-		return srv.Injector()
-	}, reg, log)
+	view, err := newNamespaceView(cfg.Kubeconfig, log)
 	if err != nil {
 		return err
 	}
@@ -78,18 +71,19 @@ func runWebhook(ctx context.Context, args []string, io stdio) error {
 		Gatherer:               reg,
 		NativeSidecarSupported: native,
 	}
-	if ctrl != nil {
-		deps.Namespaces = ctrl
-		deps.Skips = skipEvents{ctrl.Recorder()}
+	if view != nil {
+		deps.Namespaces = view
+		deps.Labels = view
 	}
-	if srv, err = webhook.New(cfg, deps); err != nil {
+	srv, err := webhook.New(cfg, deps)
+	if err != nil {
 		return err
 	}
-	log.Info("starting", "version", version.Get(), "controller", ctrl != nil)
-	if ctrl == nil {
+	log.Info("starting", "version", version.Get(), "namespace_view", view != nil)
+	if view == nil {
 		return srv.Run(ctx)
 	}
-	return runBoth(ctx, srv.Run, ctrl.Run)
+	return runBoth(ctx, srv.Run, view.Run)
 }
 
 // runBoth runs a and b until ctx is done or one of them returns; then the
@@ -110,32 +104,22 @@ func runBoth(ctx context.Context, a, b func(context.Context) error) error {
 	return second
 }
 
-// newController builds the controller when it is enabled and a cluster is
-// reachable; nil when it is off, or on when no cluster config exists (the
-// webhook run on a laptop): then injection works alone and a log line says so.
-func newController(cfg controller.Config, kubeconfig string, src controller.ConfigSourceFunc, reg prometheus.Registerer, log *slog.Logger) (*controller.Controller, error) {
-	if !cfg.Enabled {
-		log.Info("controller off (--controller=false): envoy-config ConfigMaps are not managed, no Events are recorded")
-		return nil, nil
-	}
+// newNamespaceView builds the webhook's read-only view of namespaces and
+// envoy-config ConfigMaps when a cluster is reachable; nil without a
+// cluster config (the webhook run on a laptop): injection works alone.
+func newNamespaceView(kubeconfig string, log *slog.Logger) (*controller.View, error) {
 	rc, err := controller.RESTConfig(kubeconfig)
 	if errors.Is(err, controller.ErrNoClusterConfig) {
-		log.Warn("no cluster config (no --kubeconfig, not in a pod): the controller is off; envoy-config ConfigMaps are not managed")
+		log.Info("no cluster config (no --kubeconfig, not in a pod): no envoy-config or Pod Security warnings at admission")
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	cs, md, err := controller.NewClients(rc)
+	rc.UserAgent = "sidecar-injector-webhook"
+	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("kubernetes client for %s: %w", rc.Host, err)
 	}
-	return controller.New(cfg, cs, md, src, envoy.DefaultBootstrapConfig(), reg, log)
-}
-
-// skipEvents turns the webhook's skips into the controller's Events.
-type skipEvents struct{ rec *controller.Recorder }
-
-func (s skipEvents) Skipped(k webhook.Skip) {
-	s.rec.SkipEvent(controller.Skip{Namespace: k.Namespace, Pod: k.Pod, Owner: k.Owner, Reason: k.Reason, Message: k.Message, DryRun: k.DryRun})
+	return controller.NewView(cs, log)
 }

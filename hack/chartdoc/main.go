@@ -98,6 +98,13 @@ func run(dir string) error {
 	b.WriteString("Injected namespaces must allow `iptables-init`'s NET_ADMIN and NET_RAW capabilities\n")
 	b.WriteString("(Pod Security level `privileged`; `baseline` and `restricted` refuse the pods).\n")
 	b.WriteString("`values.schema.json` refuses unknown keys and wrong types.\n\n")
+	b.WriteString("Three Deployments. The **webhook** injects; its ServiceAccount may only get, list and watch\n")
+	b.WriteString("namespaces and `envoy-config` ConfigMaps (for its warnings). The **controller** (2 replicas, one\n")
+	b.WriteString("leading through a Lease in the release namespace) is the only writer: `envoy-config` ConfigMaps\n")
+	b.WriteString("in injected namespaces, Events. The **xDS server** needs no API access.\n")
+	b.WriteString("`helm uninstall` removes our `envoy-config` ConfigMaps through the garbage collector (each is owned\n")
+	b.WriteString("by the controller's ClusterRole); it leaves the namespace labels, your own `envoy-config`\n")
+	b.WriteString("ConfigMaps, and running injected pods, whose proxies lose their xDS server until restarted.\n\n")
 	b.WriteString("## Values\n\n| key | default | description |\n|---|---|---|\n")
 	for _, r := range rows {
 		fmt.Fprintf(&b, "| `%s` | `%s` | %s |\n", r.key, strings.ReplaceAll(r.def, "|", "\\|"), strings.ReplaceAll(r.desc, "|", "\\|"))

@@ -291,6 +291,15 @@ func (d *demo) startWebhook(ctx context.Context) (string, []byte, error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("sidecar-injector webhook: %w\n%s", err, p.LogTail(15))
 	}
+	// The controller, a process of its own (one replica: no election).
+	cport, err := testenv.FreePorts(1)
+	if err != nil {
+		return "", nil, err
+	}
+	if p, err := d.startProc(ctx, "controller", cport[0], "controller", "--kubeconfig", d.cp.Kubeconfig,
+		"--health-address", "127.0.0.1:"+strconv.Itoa(cport[0]), "--leader-elect=false", "--log-format", "text"); err != nil {
+		return "", nil, fmt.Errorf("sidecar-injector controller: %w\n%s", err, p.LogTail(15))
+	}
 	return "https://127.0.0.1:" + strconv.Itoa(ports[0]), ca.CertPEM, nil
 }
 
@@ -308,7 +317,7 @@ func (d *demo) waitEnvoyConfig(ctx context.Context, ns string) error {
 			return fmt.Errorf("get ConfigMap %s/%s: %w", ns, inject.ConfigMapName, err)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the controller did not write ConfigMap %s/%s within 30s (see the webhook log)", ns, inject.ConfigMapName)
+			return fmt.Errorf("the controller did not write ConfigMap %s/%s within 30s (see the controller log)", ns, inject.ConfigMapName)
 		}
 		select {
 		case <-ctx.Done():
@@ -391,8 +400,8 @@ func (d *demo) applySample(ctx context.Context) (*corev1.Pod, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create namespace %s: %w", ns, err)
 	}
-	// The envoy-config ConfigMap the pod mounts: the controller inside the
-	// webhook writes it into every enabled namespace.
+	// The envoy-config ConfigMap the pod mounts: the controller writes it
+	// into every enabled namespace.
 	if err := d.waitEnvoyConfig(ctx, ns); err != nil {
 		return nil, err
 	}

@@ -79,6 +79,14 @@ func NamespaceExpectation(name string, labels map[string]string, cfg *inject.Con
 	return ExpectNone // disabled, or a value the webhook refuses
 }
 
+// ValidNamespaceLabel says whether v is a value of the sidecar-injection
+// namespace label: enabled, disabled or audit. Any other value (true, yes,
+// Enabled, "") matches no webhook entry but the chart's catch-all, which
+// warns: the pods get no sidecar.
+func ValidNamespaceLabel(v string) bool {
+	return v == "enabled" || v == "disabled" || v == "audit"
+}
+
 // Excluded says whether a namespace is never injected: kube-system,
 // kube-public, kube-node-lease, the injector's own and the configured ones.
 func Excluded(name string, cfg *inject.Config) bool {

@@ -160,3 +160,24 @@ func TestNamespaceWarnings(t *testing.T) {
 		}
 	}
 }
+
+// TestExcludedNamespacesEditKeepsPodsCurrent: adding a namespace to
+// excludedNamespaces (or changing who may use which setting) changes no
+// injected pod, so every pod injected before the edit stays current.
+func TestExcludedNamespacesEditKeepsPodsCurrent(t *testing.T) {
+	t.Parallel()
+	before := inject.DefaultConfig()
+	after := inject.DefaultConfig()
+	after.Injection.ExcludedNamespaces = append(after.Injection.ExcludedNamespaces, "legacy")
+	after.Injection.AllowedSettings = []string{"log-level"}
+	in, err := inject.New(after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []string{"shop", "legacy"} {
+		f := FactsOf(nil, map[string]string{inject.StatusAnnotation: status(before.Hash())})
+		if got := ClassifyPod(f, NamespaceExpectation(ns, map[string]string{inject.NamespaceLabel: "enabled"}, &after), in.Hash()); got != PodCurrent {
+			t.Errorf("pod in %s injected before the edit: %q, want current", ns, got)
+		}
+	}
+}

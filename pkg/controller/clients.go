@@ -11,9 +11,8 @@ import (
 )
 
 // ErrNoClusterConfig: no --kubeconfig and not running in a pod. The
-// controller needs cluster access: run in a pod, pass --kubeconfig, or turn
-// it off with --controller=false.
-var ErrNoClusterConfig = errors.New("no cluster config: run in a pod, pass --kubeconfig, or turn the controller off with --controller=false")
+// controller needs cluster access: run it in a pod or pass --kubeconfig.
+var ErrNoClusterConfig = errors.New("no cluster config: run in a pod or pass --kubeconfig")
 
 // RESTConfig is the cluster config of the controller: the kubeconfig file
 // when given, else the in-cluster config. Client rate limits are raised

@@ -18,16 +18,12 @@ const FieldManager = "sidecar-injector"
 // DefaultPodFieldSelector keeps the pod informer to pods that can carry a
 // sidecar and still run: hostNetwork pods are never injected, finished pods
 // need no restart. spec.hostNetwork is selectable since Kubernetes 1.28;
-// older clusters need --controller-pod-field-selector without it.
+// older clusters need --pod-field-selector without it.
 const DefaultPodFieldSelector = "spec.hostNetwork=false,status.phase!=Succeeded,status.phase!=Failed"
 
-// Config configures the controller that runs inside `sidecar-injector
-// webhook`: envoy-config distribution, the admission checks served from its
-// caches, Events and the pod state gauge.
+// Config configures the reconciler of `sidecar-injector controller`:
+// envoy-config distribution, Events and the pod and namespace gauges.
 type Config struct {
-	// Enabled runs the controller (--controller=false: injection only, no
-	// ConfigMap distribution, no Events, no cluster warnings).
-	Enabled bool
 	// Resync is the informers' resync period: every namespace is checked
 	// again this often even without a change.
 	Resync time.Duration
@@ -40,19 +36,18 @@ type Config struct {
 	PodFieldSelector string
 	// Workers reconcile namespaces in parallel.
 	Workers int
+	// OwnerClusterRole names a cluster-scoped object of the release (the
+	// controller's ClusterRole) that owns every envoy-config we write, so
+	// that the cluster's garbage collector deletes them on helm uninstall.
+	// Empty: no owner (a controller run by hand).
+	OwnerClusterRole string
 
 	// PodRecount is how often the pod state gauge is recomputed after a
 	// change (it walks every pod in the cache: O(pods)).
 	PodRecount time.Duration
 	// ConfigPoll is how often the injector config source is checked for a
-	// new config (a pointer comparison).
+	// new config.
 	ConfigPoll time.Duration
-	// WriteBurst and WriteEvery bound the writes to one namespace's
-	// envoy-config: WriteBurst at once, then one per WriteEvery. Two
-	// injector replicas running different configs during a rollout would
-	// otherwise overwrite each other in a loop.
-	WriteBurst int
-	WriteEvery time.Duration
 	// EventEvery is the least time between two Events of the same reason in
 	// the same namespace (EventBurst at once).
 	EventBurst int
@@ -62,63 +57,59 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Enabled:          true,
 		Resync:           10 * time.Minute,
 		FieldManager:     FieldManager,
 		PodFieldSelector: DefaultPodFieldSelector,
 		Workers:          2,
 		PodRecount:       2 * time.Second,
 		ConfigPoll:       time.Second,
-		WriteBurst:       5,
-		WriteEvery:       time.Minute,
 		EventBurst:       3,
 		EventEvery:       10 * time.Minute,
 	}
 }
 
-// AddFlags registers the controller's flags (prefixed controller-, next to
-// the webhook's own).
+// AddFlags registers the reconciler's flags.
 func (c *Config) AddFlags(fs *flag.FlagSet) {
-	fs.BoolVar(&c.Enabled, "controller", c.Enabled, "run the controller: envoy-config in every injected namespace, Events, stale/missing pod metrics, cluster warnings at admission (needs cluster access)")
-	fs.DurationVar(&c.Resync, "controller-resync", c.Resync, "check every namespace again this often, even without a change")
-	fs.StringVar(&c.FieldManager, "controller-field-manager", c.FieldManager, "server-side apply field `name` of the envoy-config writes")
-	fs.StringVar(&c.NamespaceSelector, "controller-namespace-selector", c.NamespaceSelector, "label `selector` of the namespaces the controller manages (default: all)")
-	fs.StringVar(&c.PodFieldSelector, "controller-pod-field-selector", c.PodFieldSelector, "field `selector` of the pods watched for the stale/missing metrics (drop spec.hostNetwork=false before Kubernetes 1.28)")
-	fs.IntVar(&c.Workers, "controller-workers", c.Workers, "namespaces reconciled in parallel")
+	fs.DurationVar(&c.Resync, "resync", c.Resync, "check every namespace again this often, even without a change")
+	fs.StringVar(&c.FieldManager, "field-manager", c.FieldManager, "server-side apply field `name` of the envoy-config writes")
+	fs.StringVar(&c.NamespaceSelector, "namespace-selector", c.NamespaceSelector, "label `selector` of the namespaces the controller manages (default: all)")
+	fs.StringVar(&c.PodFieldSelector, "pod-field-selector", c.PodFieldSelector, "field `selector` of the pods watched for the stale/missing metrics (drop spec.hostNetwork=false before Kubernetes 1.28)")
+	fs.IntVar(&c.Workers, "workers", c.Workers, "namespaces reconciled in parallel")
+	fs.StringVar(&c.OwnerClusterRole, "owner-cluster-role", c.OwnerClusterRole, "`name` of the ClusterRole that owns every envoy-config written, so that deleting it (helm uninstall) garbage-collects them; empty: no owner")
 }
 
 // Validate reports every wrong field, each with how to fix it.
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if !c.Enabled {
-		return nil
-	}
 	if c.Resync < 0 || (c.Resync > 0 && c.Resync < 10*time.Second) {
-		bad("--controller-resync=%s: want 0 (never) or at least 10s, such as 10m", c.Resync)
+		bad("--resync=%s: want 0 (never) or at least 10s, such as 10m", c.Resync)
 	}
 	if c.FieldManager == "" || len(c.FieldManager) > 128 || strings.IndexFunc(c.FieldManager, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
-		bad("--controller-field-manager=%q: want a short name without spaces, such as %s", c.FieldManager, FieldManager)
+		bad("--field-manager=%q: want a short name without spaces, such as %s", c.FieldManager, FieldManager)
 	}
 	if _, err := labels.Parse(c.NamespaceSelector); err != nil {
-		bad("--controller-namespace-selector=%q: not a label selector (%v); want e.g. team=shop or env in (prod,staging)", c.NamespaceSelector, err)
+		bad("--namespace-selector=%q: not a label selector (%v); want e.g. team=shop or env in (prod,staging)", c.NamespaceSelector, err)
 	}
 	if _, err := fields.ParseSelector(c.PodFieldSelector); err != nil {
-		bad("--controller-pod-field-selector=%q: not a field selector (%v); want e.g. %s", c.PodFieldSelector, err, DefaultPodFieldSelector)
+		bad("--pod-field-selector=%q: not a field selector (%v); want e.g. %s", c.PodFieldSelector, err, DefaultPodFieldSelector)
 	}
 	if c.Workers < 1 || c.Workers > 64 {
-		bad("--controller-workers=%d: want 1-64", c.Workers)
+		bad("--workers=%d: want 1-64", c.Workers)
+	}
+	if n := c.OwnerClusterRole; strings.ContainsAny(n, "/% ") || n == "." || n == ".." {
+		bad("--owner-cluster-role=%q: not a ClusterRole name", n)
 	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"pod recount interval", c.PodRecount}, {"config poll interval", c.ConfigPoll}, {"write interval", c.WriteEvery}, {"event interval", c.EventEvery}} {
+	}{{"pod recount interval", c.PodRecount}, {"config poll interval", c.ConfigPoll}, {"event interval", c.EventEvery}} {
 		if d.v <= 0 {
 			bad("%s %s: want a positive duration", d.name, d.v)
 		}
 	}
-	if c.WriteBurst < 1 || c.EventBurst < 1 {
-		bad("write burst %d, event burst %d: want at least 1", c.WriteBurst, c.EventBurst)
+	if c.EventBurst < 1 {
+		bad("event burst %d: want at least 1", c.EventBurst)
 	}
 	return errors.Join(errs...)
 }

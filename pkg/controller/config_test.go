@@ -17,11 +17,11 @@ func TestConfigFlags(t *testing.T) {
 	fs := flag.NewFlagSet("webhook", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	c.AddFlags(fs)
-	if err := fs.Parse([]string{"--controller-resync=1m", "--controller-field-manager=mesh-injector",
-		"--controller-namespace-selector=team in (a,b)", "--controller-workers=4"}); err != nil {
+	if err := fs.Parse([]string{"--resync=1m", "--field-manager=mesh-injector",
+		"--namespace-selector=team in (a,b)", "--workers=4", "--owner-cluster-role=mesh-sidecar-injector-controller"}); err != nil {
 		t.Fatal(err)
 	}
-	if c.Resync != time.Minute || c.FieldManager != "mesh-injector" || c.NamespaceSelector != "team in (a,b)" || c.Workers != 4 || !c.Enabled {
+	if c.Resync != time.Minute || c.FieldManager != "mesh-injector" || c.NamespaceSelector != "team in (a,b)" || c.Workers != 4 || c.OwnerClusterRole != "mesh-sidecar-injector-controller" {
 		t.Errorf("parsed %+v", c)
 	}
 	if err := c.Validate(); err != nil {
@@ -32,14 +32,18 @@ func TestConfigFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--controller-resync=1s"}, "--controller-resync=1s"},
-		{[]string{"--controller-field-manager=has space"}, "--controller-field-manager"},
-		{[]string{"--controller-field-manager="}, "--controller-field-manager"},
-		{[]string{"--controller-namespace-selector=a in (b"}, "--controller-namespace-selector"},
-		{[]string{"--controller-pod-field-selector=status.phase"}, "--controller-pod-field-selector"},
-		{[]string{"--controller-workers=0"}, "--controller-workers=0"},
+		{[]string{"--resync=1s"}, "--resync=1s"},
+		{[]string{"--field-manager=has space"}, "--field-manager"},
+		{[]string{"--field-manager="}, "--field-manager"},
+		{[]string{"--namespace-selector=a in (b"}, "--namespace-selector"},
+		{[]string{"--pod-field-selector=status.phase"}, "--pod-field-selector"},
+		{[]string{"--workers=0"}, "--workers=0"},
+		{[]string{"--owner-cluster-role=a/b"}, "--owner-cluster-role"},
+		{[]string{"--leader-election-lease-duration=5s"}, "--leader-election-lease-duration=5s"},
+		{[]string{"--leader-election-name="}, "--leader-election-name"},
+		{[]string{"--health-address=8080"}, "--health-address"},
 	} {
-		c := DefaultConfig()
+		c := DefaultAppConfig()
 		fs := flag.NewFlagSet("webhook", flag.ContinueOnError)
 		fs.SetOutput(io.Discard)
 		c.AddFlags(fs)
@@ -51,9 +55,7 @@ func TestConfigFlags(t *testing.T) {
 			t.Errorf("%q: error %v, want one naming %s", tc.args, err, tc.want)
 		}
 	}
-	off := DefaultConfig()
-	off.Enabled, off.Workers = false, 0
-	if err := off.Validate(); err != nil {
-		t.Errorf("--controller=false needs nothing else: %v", err)
+	if err := DefaultAppConfig().Validate(); err != nil {
+		t.Errorf("the process defaults: %v", err)
 	}
 }

@@ -1,20 +1,26 @@
-// Package controller is the cluster side of the injector, run inside
-// `sidecar-injector webhook`:
+// Package controller is the cluster side of the injector, run as
+// `sidecar-injector controller` (RunApp), the only process of the product
+// with write access to the cluster. Its replicas elect a leader with a
+// coordination.k8s.io Lease (RunElected); only the leader reconciles:
 //
 //   - it keeps the envoy-config ConfigMap (the Envoy bootstrap, rendered by
 //     package envoy) present and current in every namespace that needs it,
-//     with server-side apply, and removes the ones it made when they are no
+//     with server-side apply, each owned by a cluster-scoped object of the
+//     release (--owner-cluster-role) so that the garbage collector removes
+//     them on helm uninstall, and removes the ones it made when they are no
 //     longer needed; a ConfigMap of that name it did not make is never
 //     changed or deleted (an Event and an admission warning say so);
-//   - it serves the admission path, from its caches and without API calls,
-//     the state of a namespace's envoy-config and the Pod Security level the
-//     namespace enforces (NamespaceState, Warnings);
-//   - it records Events (events.k8s.io/v1), rate-limited, when a pod is
-//     skipped for a reason the user may not expect (Recorder.SkipEvent) and
-//     when a namespace's envoy-config cannot be written;
+//   - it records Events (events.k8s.io/v1), rate-limited: a namespace whose
+//     sidecar-injection label has an invalid value, an envoy-config it may
+//     not manage or cannot write, a new pod that should have a sidecar and
+//     has none (the webhook holds no write access, so it records nothing);
 //   - it counts running pods as current, stale or missing their sidecar
-//     (sidecar_injector_pods), watching pod metadata only.
+//     (sidecar_injector_pods), watching pod metadata only, and namespaces
+//     by envoy-config state and invalid label; standbys export zeros, so a
+//     sum over replicas is right.
 //
+// View is the webhook's read-only part: from namespace and envoy-config
+// informers it answers the admission warnings without an API call.
 // ClusterReport, used by `sidecar-injector explain --cluster`, lists the
 // stale and missing pods per workload with the command that fixes each.
 package controller
@@ -31,9 +37,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/metadata/metadatainformer"
@@ -63,7 +67,6 @@ type Controller struct {
 	metrics *Metrics
 	log     *slog.Logger
 	rec     *Recorder
-	writes  *limiter
 
 	namespaces cache.SharedIndexInformer
 	configMaps cache.SharedIndexInformer
@@ -74,6 +77,10 @@ type Controller struct {
 	badConfig atomic.Pointer[inject.Injector] // last config that failed to render (logged once)
 	podsDirty atomic.Bool
 	synced    atomic.Bool
+	leading   atomic.Bool
+	// owner is the ownerReference of every envoy-config we write (nil:
+	// none), resolved from cfg.OwnerClusterRole when Run starts.
+	owner *metav1.OwnerReference
 
 	mu     sync.RWMutex
 	states map[string]*nsEntry
@@ -85,9 +92,6 @@ type Controller struct {
 func New(cfg Config, cs kubernetes.Interface, md metadata.Interface, src ConfigSource, base envoy.BootstrapConfig, reg prometheus.Registerer, log *slog.Logger) (*Controller, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
-	}
-	if !cfg.Enabled {
-		return nil, errors.New("controller.New: the controller is disabled (--controller=false)")
 	}
 	if cs == nil || md == nil || src == nil || reg == nil || log == nil {
 		return nil, errors.New("controller.New: clientset, metadata client, config source, registerer and logger are required")
@@ -101,18 +105,13 @@ func New(cfg Config, cs kubernetes.Interface, md metadata.Interface, src ConfigS
 		metrics: m,
 		log:     log,
 		rec:     NewRecorder(cs, cfg.EventBurst, cfg.EventEvery, m, log),
-		writes:  newLimiter(cfg.WriteBurst, cfg.WriteEvery, maxLimiterKeys, time.Now),
 		queue: workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedMaxOfRateLimiter(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](200*time.Millisecond, 2*time.Minute),
 		)),
 		states: map[string]*nsEntry{},
 	}
-	c.namespaces = coreinformers.NewFilteredNamespaceInformer(cs, cfg.Resync, cache.Indexers{}, func(o *metav1.ListOptions) {
-		o.LabelSelector = cfg.NamespaceSelector
-	})
-	c.configMaps = coreinformers.NewFilteredConfigMapInformer(cs, metav1.NamespaceAll, 0, cache.Indexers{}, func(o *metav1.ListOptions) {
-		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", inject.ConfigMapName).String()
-	})
+	c.namespaces = newNamespaceInformer(cs, cfg.NamespaceSelector, cfg.Resync)
+	c.configMaps = newEnvoyConfigInformer(cs)
 	c.pods = metadatainformer.NewFilteredMetadataInformer(md, podsResource, metav1.NamespaceAll, 0,
 		cache.Indexers{injectedIndex: indexInjected}, func(o *metav1.ListOptions) {
 			o.FieldSelector = cfg.PodFieldSelector
@@ -157,6 +156,9 @@ func New(cfg Config, cs kubernetes.Interface, md metadata.Interface, src ConfigS
 			if injected(obj) {
 				c.enqueue(obj)
 			}
+			if c.synced.Load() { // not the initial list: a restart would repeat them all
+				c.missingPodEvent(obj)
+			}
 		},
 		UpdateFunc: func(_, _ any) { c.podsDirty.Store(true) },
 		DeleteFunc: func(obj any) {
@@ -174,8 +176,13 @@ func New(cfg Config, cs kubernetes.Interface, md metadata.Interface, src ConfigS
 	return c, nil
 }
 
-// Recorder is the controller's Event recorder, for the webhook's SkipEvent.
-func (c *Controller) Recorder() *Recorder { return c.rec }
+// Leading says whether this replica holds the Lease and reconciles.
+func (c *Controller) Leading() bool { return c.leading.Load() }
+
+func (c *Controller) setLeading(on bool) {
+	c.leading.Store(on)
+	c.metrics.leader.Set(map[bool]float64{false: 0, true: 1}[on])
+}
 
 // HasSynced says whether the caches have synced; before that NamespaceState
 // answers ConfigMapUnknown.
@@ -186,6 +193,9 @@ func (c *Controller) HasSynced() bool { return c.synced.Load() }
 func (c *Controller) Run(ctx context.Context) error {
 	if c.waitConfig(ctx) != nil {
 		return nil // cancelled while waiting: a normal stop
+	}
+	if err := c.resolveOwner(ctx); err != nil {
+		return err
 	}
 	if err := c.rec.Start(ctx); err != nil {
 		return fmt.Errorf("start the event recorder: %w", err)
@@ -348,6 +358,12 @@ func (c *Controller) sync(ctx context.Context, name string) error {
 		podSecurity: PodSecurityBlocks(ns.Labels),
 		wanted:      WantsEnvoyConfig(NamespaceExpectation(name, ns.Labels, &d.cfg), len(keys) > 0),
 	}
+	if v, ok := ns.Labels[inject.NamespaceLabel]; ok && !ValidNamespaceLabel(v) {
+		e.labelInvalid, e.labelValue = true, v
+		if prev := c.entry(name); prev == nil || !prev.labelInvalid || prev.labelValue != v {
+			c.rec.namespaceEvent(name, nil, EventNamespaceLabelInvalid, InvalidLabelNote(name, v))
+		}
+	}
 	state := stateOf(cm)
 	switch {
 	case ns.DeletionTimestamp != nil:
@@ -359,7 +375,7 @@ func (c *Controller) sync(ctx context.Context, name string) error {
 	case !e.wanted:
 	case state == ConfigMapForeign:
 		c.rec.namespaceEvent(name, related(cm), EventEnvoyConfigNotManaged, foreignNote(name, ""))
-	case state == ConfigMapOurs && d.upToDate(cm):
+	case state == ConfigMapOurs && d.upToDate(cm, c.owner):
 	default:
 		state, err = c.apply(ctx, name, cm, d)
 	}
@@ -377,6 +393,12 @@ func (c *Controller) cachedConfigMap(ns string) *corev1.ConfigMap {
 	return obj.(*corev1.ConfigMap)
 }
 
+func (c *Controller) entry(ns string) *nsEntry {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.states[ns]
+}
+
 func (c *Controller) setEntry(ns string, e *nsEntry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -387,11 +409,15 @@ func (c *Controller) setEntry(ns string, e *nsEntry) {
 	c.states[ns] = e
 }
 
-// countNamespaces sets sidecar_injector_namespaces from the entries.
+// countNamespaces sets sidecar_injector_namespaces and
+// sidecar_injector_namespaces_label_invalid from the entries.
 func (c *Controller) countNamespaces() {
-	var ours, missing, foreign int
+	var ours, missing, foreign, invalid int
 	c.mu.RLock()
 	for _, e := range c.states {
+		if e.labelInvalid {
+			invalid++
+		}
 		if !e.wanted {
 			continue
 		}
@@ -408,6 +434,7 @@ func (c *Controller) countNamespaces() {
 	c.metrics.namespaces.WithLabelValues(string(ConfigMapOurs)).Set(float64(ours))
 	c.metrics.namespaces.WithLabelValues(string(ConfigMapMissing)).Set(float64(missing))
 	c.metrics.namespaces.WithLabelValues(string(ConfigMapForeign)).Set(float64(foreign))
+	c.metrics.labelInvalid.Set(float64(invalid))
 }
 
 func mapsEqual(a, b map[string]string) bool {

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -71,7 +72,9 @@ func TestControllerWithFakes(t *testing.T) {
 		namespace("strict", map[string]string{inject.NamespaceLabel: "enabled", PodSecurityEnforceLabel: "baseline"}),
 		namespace("plain", nil),
 		namespace("kube-system", enabled),
+		namespace("typo", map[string]string{inject.NamespaceLabel: "true"}),
 		mine,
+		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "release-controller", UID: "owner-uid"}},
 	)
 	in, err := inject.New(inject.DefaultConfig())
 	if err != nil {
@@ -87,13 +90,17 @@ func TestControllerWithFakes(t *testing.T) {
 	)
 	reg := prometheus.NewRegistry()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	c, err := New(testConfig(), cs, md, StaticConfig(in), envoy.DefaultBootstrapConfig(), reg, log)
+	cfg := testConfig()
+	cfg.OwnerClusterRole = "release-controller"
+	c, err := New(cfg, cs, md, StaticConfig(in), envoy.DefaultBootstrapConfig(), reg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
+	single := DefaultLeaderConfig()
+	single.Enabled = false
+	go func() { done <- c.RunElected(ctx, single, cs, nil) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -117,6 +124,9 @@ func TestControllerWithFakes(t *testing.T) {
 			if cm.Data[inject.ConfigMapKey] != string(want) || cm.Labels[ManagedByLabel] != ManagedByValue {
 				return fmt.Errorf("content or labels not ours: %v", cm.Labels)
 			}
+			if r := cm.OwnerReferences; len(r) != 1 || r[0].UID != "owner-uid" || r[0].Kind != "ClusterRole" || r[0].Name != "release-controller" || r[0].APIVersion != "rbac.authorization.k8s.io/v1" {
+				return fmt.Errorf("ownerReferences %+v: want the ClusterRole release-controller", r)
+			}
 			return nil
 		})
 	}
@@ -126,7 +136,7 @@ func TestControllerWithFakes(t *testing.T) {
 		}
 	}
 	got, err := getCM("mine")
-	if err != nil || got.Data[inject.ConfigMapKey] != "# my own bootstrap\n" || got.Labels[ManagedByLabel] != "" {
+	if err != nil || got.Data[inject.ConfigMapKey] != "# my own bootstrap\n" || got.Labels[ManagedByLabel] != "" || len(got.OwnerReferences) != 0 {
 		t.Errorf("the user's envoy-config was changed: %+v, %v", got, err)
 	}
 
@@ -137,7 +147,7 @@ func TestControllerWithFakes(t *testing.T) {
 			Warn  int
 		}
 		gotStates := map[string]st{}
-		for _, ns := range []string{"shop", "mine", "strict", "plain", "nowhere"} {
+		for _, ns := range []string{"shop", "mine", "strict", "plain", "nowhere", "typo"} {
 			s, psa := c.NamespaceState(ns)
 			gotStates[ns] = st{s, psa, len(c.Warnings(ns))}
 		}
@@ -147,6 +157,7 @@ func TestControllerWithFakes(t *testing.T) {
 			"strict":  {ConfigMapOurs, "baseline", 1},
 			"plain":   {ConfigMapMissing, "", 1},
 			"nowhere": {ConfigMapUnknown, "", 0},
+			"typo":    {ConfigMapMissing, "", 1},
 		}
 		if diff := cmp.Diff(wantStates, gotStates); diff != "" {
 			return fmt.Errorf("(-want +got):\n%s", diff)
@@ -166,6 +177,8 @@ func TestControllerWithFakes(t *testing.T) {
 			`sidecar_injector_namespaces{state="foreign"}`: 1,
 			`sidecar_injector_namespaces{state="missing"}`: 0,
 			`sidecar_injector_controller_synced`:           1,
+			`sidecar_injector_controller_leader`:           1,
+			`sidecar_injector_namespaces_label_invalid`:    1,
 		}
 		return compareMetrics(reg, want)
 	})
@@ -183,6 +196,19 @@ func TestControllerWithFakes(t *testing.T) {
 			}
 		}
 		return fmt.Errorf("%d events, none %s on namespace mine", len(l.Items), EventEnvoyConfigNotManaged)
+	})
+
+	eventually(t, "the invalid label's Event", func() error {
+		l, err := cs.EventsV1().Events("typo").List(t.Context(), metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, e := range l.Items {
+			if e.Reason == EventNamespaceLabelInvalid && strings.Contains(e.Note, `sidecar-injection="true"`) && strings.Contains(e.Note, "enabled, disabled, audit") {
+				return nil
+			}
+		}
+		return fmt.Errorf("%d events, none %s on namespace typo", len(l.Items), EventNamespaceLabelInvalid)
 	})
 
 	// Unlabelling removes ours, and only ours, once no pod needs it.

@@ -3,9 +3,12 @@ package controller
 import (
 	"fmt"
 	"maps"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 
 	"github.com/sidecar-injector/sidecar-injector/envoy"
 	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
@@ -78,24 +81,37 @@ func ourLabels() map[string]string {
 	return map[string]string{ManagedByLabel: ManagedByValue}
 }
 
-// applyConfig is the server-side apply request for ns's envoy-config. With
-// resourceVersion set the apply fails if the object changed since (an
-// optimistic lock: we never overwrite what we have not seen as ours).
-func (d *desired) applyConfig(ns, resourceVersion string) *corev1ac.ConfigMapApplyConfiguration {
+// applyConfig is the server-side apply request for ns's envoy-config,
+// owned by owner when not nil. With resourceVersion set the apply fails if
+// the object changed since (an optimistic lock: we never overwrite what we
+// have not seen as ours).
+func (d *desired) applyConfig(ns, resourceVersion string, owner *metav1.OwnerReference) *corev1ac.ConfigMapApplyConfiguration {
 	ac := corev1ac.ConfigMap(inject.ConfigMapName, ns).
 		WithLabels(ourLabels()).
 		WithData(maps.Clone(d.data))
+	if owner != nil {
+		// No blockOwnerDeletion: the owner is deleted first and the garbage
+		// collector follows (background), which needs no extra permission.
+		ac = ac.WithOwnerReferences(metav1ac.OwnerReference().
+			WithAPIVersion(owner.APIVersion).WithKind(owner.Kind).WithName(owner.Name).WithUID(owner.UID))
+	}
 	if resourceVersion != "" {
 		ac = ac.WithResourceVersion(resourceVersion)
 	}
 	return ac
 }
 
-// upToDate says whether cm already holds what we would apply: then no
-// write at all (not even a no-op apply) happens. Keys or labels others
-// added are theirs: server-side apply leaves them, and so does this check.
-func (d *desired) upToDate(cm *corev1.ConfigMap) bool {
+// upToDate says whether cm already holds what we would apply, owner
+// included: then no write at all (not even a no-op apply) happens. Keys,
+// labels or owners others added are theirs: server-side apply leaves them,
+// and so does this check.
+func (d *desired) upToDate(cm *corev1.ConfigMap, owner *metav1.OwnerReference) bool {
 	if cm == nil {
+		return false
+	}
+	if owner != nil && !slices.ContainsFunc(cm.OwnerReferences, func(r metav1.OwnerReference) bool {
+		return r.UID == owner.UID && r.Kind == owner.Kind && r.Name == owner.Name && r.APIVersion == owner.APIVersion
+	}) {
 		return false
 	}
 	for k, v := range d.data {

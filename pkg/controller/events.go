@@ -2,12 +2,12 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -62,60 +62,23 @@ func (r *Recorder) Start(ctx context.Context) error {
 	return nil
 }
 
-// Skip describes an injection skip, for SkipEvent.
-type Skip struct {
-	// Namespace is the pod's namespace (request.namespace).
-	Namespace string
-	// Pod is the pod's name, or its generateName when it has no name yet.
-	Pod string
-	// Owner is the pod's controller (metav1.GetControllerOf); nil for a bare pod.
-	Owner *metav1.OwnerReference
-	// Reason and Message are the engine's decision.
-	Reason  inject.Reason
-	Message string
-	// DryRun requests have no side effects: no Event.
-	DryRun bool
+// podEvent records a Warning Event on a pod (stored in its namespace),
+// rate-limited per reason and namespace. It never blocks.
+func (r *Recorder) podEvent(ns, pod, reason, action, note string) {
+	if !r.limit.allow(reason + "/" + ns) {
+		r.metrics.events.WithLabelValues(reason, EventThrottled).Inc()
+		return
+	}
+	ref := &corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: ns, Name: pod}
+	r.rec.Eventf(ref, nil, corev1.EventTypeWarning, reason, action, "%s", truncate(note, 1000))
+	r.metrics.events.WithLabelValues(reason, EventRecorded).Inc()
 }
 
-// EventWorthy says whether a skip reason surprises users enough to deserve
-// an Event: not opting out, which they asked for, nor an already injected
-// pod (a normal reinvocation).
-func EventWorthy(r inject.Reason) bool {
-	switch r {
-	case inject.ReasonHostNetwork, inject.ReasonMirrorPod, inject.ReasonExcludedNamespace,
-		inject.ReasonInjectorNamespace, inject.ReasonNotOptedIn, inject.ReasonNamespaceDisabled:
-		return true
-	}
-	return false
-}
-
-// SkipEvent records a Warning Event on the pod's owner (the pod itself when
-// it has none) saying why it got no sidecar. Reasons that are not
-// EventWorthy and dry runs record nothing; Events beyond the rate limit of
-// the reason in the namespace are dropped and counted. It never blocks: the
-// admission hot path may call it.
-func (r *Recorder) SkipEvent(s Skip) {
-	if r == nil || !EventWorthy(s.Reason) || s.Namespace == "" {
-		return
-	}
-	if s.DryRun {
-		r.metrics.events.WithLabelValues(EventSidecarSkipped, EventDryRun).Inc()
-		return
-	}
-	if !r.limit.allow(EventSidecarSkipped + "/" + string(s.Reason) + "/" + s.Namespace) {
-		r.metrics.events.WithLabelValues(EventSidecarSkipped, EventThrottled).Inc()
-		return
-	}
-	ref := &corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: s.Namespace, Name: s.Pod}
-	if o := s.Owner; o != nil {
-		ref = &corev1.ObjectReference{Kind: o.Kind, APIVersion: o.APIVersion, Namespace: s.Namespace, Name: o.Name, UID: o.UID}
-	}
-	if ref.Name == "" {
-		return // nothing to attach it to
-	}
-	r.rec.Eventf(ref, nil, corev1.EventTypeWarning, EventSidecarSkipped, "Inject",
-		"no sidecar for pod %s (%s): %s", s.Pod, s.Reason, truncate(s.Message, 512))
-	r.metrics.events.WithLabelValues(EventSidecarSkipped, EventRecorded).Inc()
+// InvalidLabelNote is the Event on a namespace whose sidecar-injection
+// label has an invalid value, saying how to fix it.
+func InvalidLabelNote(ns, value string) string {
+	return fmt.Sprintf("%s; pods created here get no sidecar. Fix it: kubectl label namespace %s %s=enabled --overwrite (or disabled, or audit)",
+		inject.InvalidNamespaceLabel(value), ns, inject.NamespaceLabel)
 }
 
 // namespaceEvent records a Warning Event on a namespace, stored in that

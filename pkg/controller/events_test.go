@@ -12,10 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-
-	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
 )
 
 func TestLimiter(t *testing.T) {
@@ -77,27 +74,22 @@ func (f *fakeEvents) Eventf(regarding runtime.Object, _ runtime.Object, eventtyp
 	f.events = append(f.events, fmt.Sprintf("%s %s/%s %s/%s %s: %s", eventtype, ref.Kind, ref.Name, ref.Namespace, reason, action, fmt.Sprintf(note, args...)))
 }
 
-func TestSkipEvent(t *testing.T) {
+func TestRecorderEvents(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
 	fe := &fakeEvents{}
 	r := &Recorder{rec: fe, limit: newLimiter(2, time.Hour, 100, time.Now), metrics: m, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	owner := &metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d8f", UID: "u1", Controller: new(true)}
-	for range 5 { // a DaemonSet's worth of hostNetwork pods: 2 Events, 3 throttled
-		r.SkipEvent(Skip{Namespace: "shop", Pod: "web-5d8f-", Owner: owner, Reason: inject.ReasonHostNetwork, Message: "hostNetwork pods share the node's network"})
+	for i := range 5 { // a Deployment's worth of missing pods: 2 Events, 3 throttled
+		r.podEvent("shop", fmt.Sprint("web-", i), EventSidecarMissing, "Inject", "no sidecar")
 	}
-	r.SkipEvent(Skip{Namespace: "shop", Pod: "debug", Reason: inject.ReasonNotOptedIn, Message: "not labelled"})
-	r.SkipEvent(Skip{Namespace: "shop", Pod: "dry", Reason: inject.ReasonNotOptedIn, DryRun: true})
-	r.SkipEvent(Skip{Namespace: "shop", Pod: "quiet", Reason: inject.ReasonOptedOut})
-	r.SkipEvent(Skip{Namespace: "shop", Pod: "again", Reason: inject.ReasonAlreadyInjected})
-	var nilRecorder *Recorder
-	nilRecorder.SkipEvent(Skip{Namespace: "shop", Pod: "x", Reason: inject.ReasonHostNetwork}) // controller off: no panic
+	r.namespaceEvent("typo", nil, EventNamespaceLabelInvalid, InvalidLabelNote("typo", "true"))
 
 	want := []string{
-		"Warning ReplicaSet/web-5d8f shop/SidecarSkipped Inject: no sidecar for pod web-5d8f- (host_network): hostNetwork pods share the node's network",
-		"Warning ReplicaSet/web-5d8f shop/SidecarSkipped Inject: no sidecar for pod web-5d8f- (host_network): hostNetwork pods share the node's network",
-		"Warning Pod/debug shop/SidecarSkipped Inject: no sidecar for pod debug (not_opted_in): not labelled",
+		"Warning Pod/web-0 shop/SidecarMissing Inject: no sidecar",
+		"Warning Pod/web-1 shop/SidecarMissing Inject: no sidecar",
+		`Warning Namespace/typo typo/NamespaceLabelInvalid Reconcile: namespace label sidecar-injection="true" is invalid (valid: enabled, disabled, audit); ` +
+			"pods created here get no sidecar. Fix it: kubectl label namespace typo sidecar-injection=enabled --overwrite (or disabled, or audit)",
 	}
 	if diff := cmp.Diff(want, fe.events); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
@@ -105,9 +97,9 @@ func TestSkipEvent(t *testing.T) {
 	for _, c := range []struct {
 		result string
 		want   float64
-	}{{EventRecorded, 3}, {EventThrottled, 3}, {EventDryRun, 1}} {
-		if got := metricValue(m.events.WithLabelValues(EventSidecarSkipped, c.result)); got != c.want {
-			t.Errorf("events_total{reason=SidecarSkipped,result=%s} = %v, want %v", c.result, got, c.want)
+	}{{EventRecorded, 2}, {EventThrottled, 3}} {
+		if got := metricValue(m.events.WithLabelValues(EventSidecarMissing, c.result)); got != c.want {
+			t.Errorf("events_total{reason=SidecarMissing,result=%s} = %v, want %v", c.result, got, c.want)
 		}
 	}
 }

@@ -7,35 +7,41 @@ import (
 // Results of sidecar_injector_envoy_config_writes_total.
 const (
 	WriteApplied   = "applied"   // server-side apply created or changed the ConfigMap
-	WriteUnchanged = "unchanged" // the apply was a no-op (another replica had written the same)
+	WriteUnchanged = "unchanged" // the apply was a no-op (the content was already there)
 	WriteDeleted   = "deleted"   // ours removed: the namespace no longer needs it
 	WriteConflict  = "conflict"  // someone else owns the content: left untouched
-	WriteThrottled = "throttled" // too many writes to one namespace lately: postponed
 	WriteError     = "error"     // the API call failed: retried with backoff
 )
 
 // Event reasons (the reason of the Kubernetes Event and of
 // sidecar_injector_events_total).
 const (
-	EventSidecarSkipped         = "SidecarSkipped"
+	EventSidecarMissing         = "SidecarMissing"
 	EventEnvoyConfigNotManaged  = "EnvoyConfigNotManaged"
 	EventEnvoyConfigWriteFailed = "EnvoyConfigWriteFailed"
+	EventNamespaceLabelInvalid  = "NamespaceLabelInvalid"
 )
+
+// EventReasons lists the reasons of our Events.
+func EventReasons() []string {
+	return []string{EventSidecarMissing, EventEnvoyConfigNotManaged, EventEnvoyConfigWriteFailed, EventNamespaceLabelInvalid}
+}
 
 // Results of sidecar_injector_events_total.
 const (
 	EventRecorded  = "recorded"  // handed to the Event broadcaster
 	EventThrottled = "throttled" // over the rate limit of its reason and namespace
-	EventDryRun    = "dry_run"   // a dry-run admission: no side effects
 )
 
 // Metrics of the controller. Labels are bounded sets only.
 type Metrics struct {
-	pods       *prometheus.GaugeVec
-	namespaces *prometheus.GaugeVec
-	writes     *prometheus.CounterVec
-	events     *prometheus.CounterVec
-	synced     prometheus.Gauge
+	pods         *prometheus.GaugeVec
+	namespaces   *prometheus.GaugeVec
+	writes       *prometheus.CounterVec
+	events       *prometheus.CounterVec
+	synced       prometheus.Gauge
+	leader       prometheus.Gauge
+	labelInvalid prometheus.Gauge
 }
 
 // NewMetrics creates the controller metrics and registers them on reg.
@@ -51,18 +57,26 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"state"}),
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sidecar_injector_envoy_config_writes_total",
-			Help: "envoy-config ConfigMap writes, by result (applied, unchanged, deleted, conflict, throttled, error).",
+			Help: "envoy-config ConfigMap writes, by result (applied, unchanged, deleted, conflict, error).",
 		}, []string{"result"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sidecar_injector_events_total",
-			Help: "Kubernetes Events, by reason and result (recorded, throttled, dry_run).",
+			Help: "Kubernetes Events, by reason and result (recorded, throttled).",
 		}, []string{"reason", "result"}),
 		synced: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sidecar_injector_controller_synced",
-			Help: "1 once the controller's namespace, ConfigMap and pod caches have synced.",
+			Help: "1 once the controller's namespace, ConfigMap and pod caches have synced (the leader only).",
+		}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sidecar_injector_controller_leader",
+			Help: "1 on the controller replica that holds the Lease and reconciles; the state gauges of the other replicas are 0.",
+		}),
+		labelInvalid: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sidecar_injector_namespaces_label_invalid",
+			Help: "Namespaces whose sidecar-injection label is neither enabled, disabled nor audit: their pods get no sidecar.",
 		}),
 	}
-	reg.MustRegister(m.pods, m.namespaces, m.writes, m.events, m.synced)
+	reg.MustRegister(m.pods, m.namespaces, m.writes, m.events, m.synced, m.leader, m.labelInvalid)
 	// Every series exists from the start, at 0.
 	for _, s := range PodStates() {
 		m.pods.WithLabelValues(string(s))
@@ -70,11 +84,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, s := range ConfigMapStates() {
 		m.namespaces.WithLabelValues(string(s))
 	}
-	for _, r := range []string{WriteApplied, WriteUnchanged, WriteDeleted, WriteConflict, WriteThrottled, WriteError} {
+	for _, r := range []string{WriteApplied, WriteUnchanged, WriteDeleted, WriteConflict, WriteError} {
 		m.writes.WithLabelValues(r)
 	}
-	for _, reason := range []string{EventSidecarSkipped, EventEnvoyConfigNotManaged, EventEnvoyConfigWriteFailed} {
-		for _, r := range []string{EventRecorded, EventThrottled, EventDryRun} {
+	for _, reason := range EventReasons() {
+		for _, r := range []string{EventRecorded, EventThrottled} {
 			m.events.WithLabelValues(reason, r)
 		}
 	}

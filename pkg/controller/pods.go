@@ -107,3 +107,26 @@ func metaOf(obj any) (metav1.Object, error) {
 	}
 	return m, nil
 }
+
+// missingPodEvent records SidecarMissing on a new pod that the rules say
+// should carry a sidecar and does not (created while the webhook was
+// unreachable with failurePolicy Ignore, say). The webhook, which holds no
+// write access, records no Events; this is the one skip a user must act on.
+func (c *Controller) missingPodEvent(obj any) {
+	p, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return
+	}
+	d := c.desired.Load()
+	nsObj, exists, err := c.namespaces.GetIndexer().GetByKey(p.Namespace)
+	if d == nil || err != nil || !exists {
+		return
+	}
+	ns := nsObj.(*corev1.Namespace)
+	if ClassifyPod(FactsOf(p.Labels, p.Annotations), NamespaceExpectation(ns.Name, ns.Labels, &d.cfg), d.hash) != PodMissing {
+		return
+	}
+	c.rec.podEvent(p.Namespace, p.Name, EventSidecarMissing, "Inject", fmt.Sprintf(
+		"pod %s has no sidecar although namespace %s expects one (was the webhook unreachable with failurePolicy Ignore?); "+
+			"recreate it to inject it, e.g. kubectl rollout restart of its workload", p.Name, p.Namespace))
+}

@@ -44,10 +44,13 @@ type ClusterReport struct {
 type NamespaceReport struct {
 	Name string `json:"name"`
 	// Injection is the sidecar-injection label ("" when unlabelled).
-	Injection   string           `json:"injection,omitempty"`
-	EnvoyConfig ConfigMapState   `json:"envoyConfig"`
-	Warnings    []string         `json:"warnings,omitempty"`
-	Workloads   []WorkloadReport `json:"workloads,omitempty"`
+	Injection string `json:"injection,omitempty"`
+	// LabelInvalid: Injection is neither enabled, disabled nor audit, so
+	// no pod here gets a sidecar.
+	LabelInvalid bool             `json:"labelInvalid,omitempty"`
+	EnvoyConfig  ConfigMapState   `json:"envoyConfig"`
+	Warnings     []string         `json:"warnings,omitempty"`
+	Workloads    []WorkloadReport `json:"workloads,omitempty"`
 }
 
 // WorkloadReport is one workload (or bare pod) with stale or missing pods.
@@ -175,8 +178,12 @@ func BuildClusterReport(ctx context.Context, cs kubernetes.Interface, md metadat
 	for _, ns := range nss {
 		info := infos[ns.Name]
 		nr := NamespaceReport{Name: ns.Name, Injection: ns.Labels[inject.NamespaceLabel], EnvoyConfig: stateOf(envoyConfigs[ns.Name])}
+		if v, ok := ns.Labels[inject.NamespaceLabel]; ok && !ValidNamespaceLabel(v) {
+			nr.LabelInvalid = true
+			nr.Warnings = append(nr.Warnings, InvalidLabelNote(ns.Name, v))
+		}
 		if WantsEnvoyConfig(info.exp, info.injected) {
-			nr.Warnings = NamespaceWarnings(ns.Name, nr.EnvoyConfig, PodSecurityBlocks(ns.Labels))
+			nr.Warnings = append(nr.Warnings, NamespaceWarnings(ns.Name, nr.EnvoyConfig, PodSecurityBlocks(ns.Labels))...)
 		}
 		for _, w := range info.workloads {
 			slices.Sort(w.Stale)

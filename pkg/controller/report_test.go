@@ -37,6 +37,7 @@ func TestClusterReport(t *testing.T) {
 		namespace("strict", map[string]string{inject.NamespaceLabel: "enabled", PodSecurityEnforceLabel: "restricted"}),
 		namespace("quiet", enabled),
 		namespace("plain", nil),
+		namespace("typo", map[string]string{inject.NamespaceLabel: "yes"}),
 		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: inject.ConfigMapName, Namespace: "shop", Labels: ourLabels()}},
 		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: inject.ConfigMapName, Namespace: "quiet", Labels: ourLabels()}},
 		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: inject.ConfigMapName, Namespace: "strict"}},

@@ -73,6 +73,10 @@ type nsEntry struct {
 	podSecurity string
 	wanted      bool
 	warnings    []string
+	// labelInvalid: sidecar-injection is set to labelValue, which is not
+	// enabled, disabled or audit.
+	labelInvalid bool
+	labelValue   string
 }
 
 // NamespaceState returns, from the controller's caches and without an API

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -21,21 +21,16 @@ import (
 // apply writes ns's envoy-config with server-side apply, never forcing:
 // fields another manager owns make it fail instead of being overwritten.
 func (c *Controller) apply(ctx context.Context, ns string, cm *corev1.ConfigMap, d *desired) (ConfigMapState, error) {
+	// No per-namespace write limit: only the Lease holder writes, so two
+	// replicas with different configs (a rollout) never take turns.
 	state := stateOf(cm)
-	if ok, wait := c.writes.take(ns); !ok {
-		c.metrics.writes.WithLabelValues(WriteThrottled).Inc()
-		c.log.Warn("controller: envoy-config written often lately; is another injector replica running a different config? postponed",
-			"namespace", ns, "retry_in", wait.Round(time.Second))
-		c.queue.AddAfter(ns, wait)
-		return state, nil
-	}
 	rv := ""
 	if cm != nil {
 		rv = cm.ResourceVersion
 	}
 	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
-	got, err := c.cs.CoreV1().ConfigMaps(ns).Apply(ctx, d.applyConfig(ns, rv), metav1.ApplyOptions{FieldManager: c.cfg.FieldManager, Force: false})
+	got, err := c.cs.CoreV1().ConfigMaps(ns).Apply(ctx, d.applyConfig(ns, rv, c.owner), metav1.ApplyOptions{FieldManager: c.cfg.FieldManager, Force: false})
 	if err == nil {
 		result := WriteApplied
 		if cm != nil && got.ResourceVersion == cm.ResourceVersion {
@@ -89,6 +84,26 @@ func fieldConflict(err error) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// resolveOwner reads the UID of --owner-cluster-role: every envoy-config
+// written is owned by it, so the garbage collector deletes them all when
+// the release (and the ClusterRole with it) is uninstalled.
+func (c *Controller) resolveOwner(ctx context.Context) error {
+	name := c.cfg.OwnerClusterRole
+	if name == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	role, err := c.cs.RbacV1().ClusterRoles().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("read the owner of our envoy-configs, ClusterRole %q (--owner-cluster-role): %w; "+
+			"it must exist and the controller may get it (the chart grants exactly that)", name, err)
+	}
+	c.owner = &metav1.OwnerReference{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRole", Name: role.Name, UID: role.UID}
+	c.log.Info("controller: envoy-configs are owned by ClusterRole "+name+" (garbage-collected with it)", "uid", role.UID)
+	return nil
 }
 
 // deleteOurs deletes exactly the ConfigMap the cache saw as ours.

@@ -353,16 +353,43 @@ func (c Config) Validate() error {
 var logLevels = []string{"trace", "debug", "info", "warning", "warn", "error", "critical", "off"}
 
 // Hash is the config hash recorded in every injected pod's status: the
-// first 16 hex digits of the SHA-256 of the config's canonical JSON. Two
-// configs that inject the same way hash the same.
+// first 16 hex digits of the SHA-256 of the canonical JSON of podShape, the
+// part of the config that shapes an injected pod. Edits that change no pod
+// (which namespaces are injected, which settings pods may use) keep the
+// hash, so they mark no running pod stale.
 func (c Config) Hash() string {
-	b, err := json.Marshal(c)
+	b, err := json.Marshal(c.podShape())
 	if err != nil {
 		// Config holds only plain values: marshalling cannot fail.
 		panic(fmt.Sprintf("marshal injector config: %v", err))
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
+}
+
+// podShape is what of a Config an injected pod is made of: the containers
+// (proxy), the ports chosen and recorded in the node metadata (ports), the
+// iptables-init arguments (redirect), the prometheus.io annotations, and
+// the xDS address the mounted envoy-config bootstrap points at (read by
+// Envoy only when it starts, so a change needs a restart like the others).
+// Left out: apiVersion and kind, proxy.maxCPU and maxMemory, and injection's defaultPolicy,
+// injectorNamespace, excludedNamespaces and allowedSettings, which decide
+// whether a pod is injected, never how. TestHashCoversThePodShape lists
+// every field.
+type podShape struct {
+	Proxy                 ProxyConfig    `json:"proxy"`
+	Ports                 PortsConfig    `json:"ports"`
+	Redirect              RedirectConfig `json:"redirect"`
+	PrometheusAnnotations bool           `json:"prometheusAnnotations"`
+	XDS                   XDSConfig      `json:"xds"`
+}
+
+func (c Config) podShape() podShape {
+	proxy := c.Proxy
+	// What a pod may ask for is checked at admission; no pod is made
+	// differently.
+	proxy.MaxCPU, proxy.MaxMemory = resource.Quantity{}, resource.Quantity{}
+	return podShape{Proxy: proxy, Ports: c.Ports, Redirect: c.Redirect, PrometheusAnnotations: c.Injection.PrometheusAnnotations, XDS: c.XDS}
 }
 
 func (c Config) excludedNamespace(ns string) bool {

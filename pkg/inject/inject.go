@@ -195,7 +195,9 @@ func (in *Injector) namespacePolicy(pod *corev1.Pod, labels map[string]string, p
 	case labelled && nsValue == "disabled":
 		return decision{decision: DecisionSkip, reason: ReasonNamespaceDisabled, message: "the namespace has " + NamespaceLabel + "=disabled"}, nil
 	case labelled:
-		return decision{}, denyf(ReasonInvalidSetting, "namespace label "+NamespaceLabel, "%q: want enabled, disabled or audit", truncate(nsValue))
+		// No webhook entry matches such a namespace but the chart's catch-all,
+		// which answers "allowed, no patch" with this message as a warning.
+		return decision{decision: DecisionSkip, reason: ReasonNamespaceLabelInvalid, message: InvalidNamespaceLabel(nsValue)}, nil
 	}
 	// Unlabelled namespace: only the pod label opts in (the apiserver's
 	// objectSelector can see labels, not annotations).
@@ -210,6 +212,17 @@ func (in *Injector) namespacePolicy(pod *corev1.Pod, labels map[string]string, p
 		msg += " (the annotation alone does not opt in from an unlabelled namespace: use the label)"
 	}
 	return decision{decision: DecisionSkip, reason: ReasonNotOptedIn, message: msg}, nil
+}
+
+// InvalidNamespaceLabel says that a namespace's sidecar-injection label has
+// a value outside enabled|disabled|audit (say "true"), which injects
+// nothing. Behind "no sidecar: " it fits an admission warning (120
+// characters) for any value: longer ones are cut at 24.
+func InvalidNamespaceLabel(value string) string {
+	if len(value) > 24 {
+		value = strings.ToValidUTF8(value[:24], "") + "…"
+	}
+	return fmt.Sprintf("namespace label %s=%q is invalid (valid: enabled, disabled, audit)", NamespaceLabel, value)
 }
 
 // statusProblem is what is wrong with a status annotation, without the

@@ -37,6 +37,9 @@ const (
 	ReasonExcludedNamespace Reason = "excluded_namespace" // kube-system, kube-public, kube-node-lease, configured ones
 	ReasonInjectorNamespace Reason = "injector_namespace" // the injector's own namespace (no deadlock)
 	ReasonAlreadyInjected   Reason = "already_injected"   // same config hash: nothing to do
+	// ReasonNamespaceLabelInvalid: sidecar-injection has a value other than
+	// enabled, disabled or audit (a common mistake: "true").
+	ReasonNamespaceLabelInvalid Reason = "namespace_label_invalid"
 
 	// Deny.
 	ReasonInvalidPod       Reason = "invalid_pod"        // the pod is not one we can inject
@@ -53,7 +56,7 @@ func Reasons() []Reason {
 	return []Reason{
 		ReasonNamespaceEnabled, ReasonPodOptedIn, ReasonDefaultEnabled, ReasonReinjected,
 		ReasonOptedOut, ReasonNamespaceDisabled, ReasonNotOptedIn, ReasonHostNetwork, ReasonMirrorPod,
-		ReasonExcludedNamespace, ReasonInjectorNamespace, ReasonAlreadyInjected,
+		ReasonExcludedNamespace, ReasonInjectorNamespace, ReasonAlreadyInjected, ReasonNamespaceLabelInvalid,
 		ReasonInvalidPod, ReasonNameConflict, ReasonProxyUIDConflict, ReasonInvalidSetting,
 		ReasonForbiddenSetting, ReasonNoFreePort, ReasonOtherMesh,
 	}

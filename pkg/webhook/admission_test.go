@@ -723,3 +723,40 @@ func wantNoRemove(t *testing.T, _ *harness, _ []byte, a answer) {
 		}
 	}
 }
+
+// labelsOf is a NamespaceLabeler over a map.
+type labelsOf map[string]string
+
+func (l labelsOf) NamespaceLabel(ns string) (string, bool) { v, ok := l[ns]; return v, ok }
+
+// TestInvalidNamespaceLabel: the chart's catch-all entry for namespaces
+// labelled sidecar-injection=<not enabled|disabled|audit> is answered
+// allowed, no patch, with one warning naming the label, the value when the
+// cache has it, and the valid values.
+func TestInvalidNamespaceLabel(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, withServer(func(s *Server) {
+		s.labels = labelsOf{"typo": "true", "relabelled": "enabled"}
+	}))
+	h.waitReady()
+	for _, tc := range []struct{ ns, want string }{
+		{"typo", `no sidecar: namespace label sidecar-injection="true" is invalid (valid: enabled, disabled, audit)`},
+		// Not in the cache, or the cache already shows a valid value: no value named.
+		{"unseen", "no sidecar: namespace label sidecar-injection is invalid (valid: enabled, disabled, audit)"},
+		{"relabelled", "no sidecar: namespace label sidecar-injection is invalid (valid: enabled, disabled, audit)"},
+	} {
+		req := podRequest(t, loadPod(t))
+		req["namespace"] = tc.ns
+		_, b := h.post("/invalid-namespace-label", "application/json", reviewBody(t, "admission.k8s.io/v1", req))
+		a := decodeAnswer(t, b)
+		if !a.Response.Allowed || len(a.Response.Patch) != 0 || a.Response.Status != nil {
+			t.Errorf("%s: answer %+v: want allowed, no patch", tc.ns, a.Response)
+		}
+		if len(a.Response.Warnings) != 1 || a.Response.Warnings[0] != tc.want {
+			t.Errorf("%s: warnings %q, want [%q]", tc.ns, a.Response.Warnings, tc.want)
+		}
+	}
+	if n := h.counter(ResultSkipped, inject.ReasonNamespaceLabelInvalid); n != 3 {
+		t.Errorf("requests{skipped, namespace_label_invalid} = %v, want 3", n)
+	}
+}

@@ -135,7 +135,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSMinVersion, "tls-min-version", c.TLSMinVersion, "minimum TLS `version`: 1.2 or 1.3")
 	fs.BoolVar(&c.HTTP2, "http2", c.HTTP2, "offer HTTP/2 on the TLS port (--http2=false for HTTP/1.1 only)")
 	fs.StringVar(&c.ConfigFile, "config", c.ConfigFile, "injector config `file` (reloaded when it changes; default: built-in defaults)")
-	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "kubeconfig `file`, used only to read the cluster version (default: in-cluster config when in a pod)")
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "kubeconfig `file`, to read the cluster version and watch namespaces and envoy-config ConfigMaps read-only for admission warnings (default: in-cluster config when in a pod)")
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", c.MaxInFlight, "concurrent admission requests served (taken once a body is read); more get HTTP 429")
 	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "open connections on the TLS port; more wait to be accepted")
 	fs.IntVar(&c.MaxConcurrentStreams, "max-concurrent-streams", c.MaxConcurrentStreams, "HTTP/2 streams per connection")

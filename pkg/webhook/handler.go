@@ -41,8 +41,17 @@ type decision struct {
 	message   string // deny message
 }
 
-// serveReview answers POST /mutate (audit false) and POST /audit (audit true).
-func (s *Server) serveReview(w http.ResponseWriter, r *http.Request, audit bool) {
+// reviewMode says which path a review came in on.
+type reviewMode uint8
+
+const (
+	modeMutate       reviewMode = iota // /mutate
+	modeAudit                          // /audit: decide, report, never patch
+	modeInvalidLabel                   // /invalid-namespace-label: warn, never patch
+)
+
+// serveReview answers POST /mutate, /audit and /invalid-namespace-label.
+func (s *Server) serveReview(w http.ResponseWriter, r *http.Request, mode reviewMode) {
 	start := s.now()
 	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
 		s.failHTTP(w, start, err) // 415 before reading the body
@@ -69,7 +78,13 @@ func (s *Server) serveReview(w http.ResponseWriter, r *http.Request, audit bool)
 		s.failHTTP(w, start, err)
 		return
 	}
-	out, d := s.admit(rev, audit)
+	var out *reviewOut
+	var d decision
+	if mode == modeInvalidLabel {
+		out, d = s.admitInvalidLabel(rev)
+	} else {
+		out, d = s.admit(rev, mode == modeAudit)
+	}
 	ob := s.outBufs.Get().(*bytes.Buffer)
 	defer s.putOutBuf(ob)
 	if err := json.NewEncoder(ob).Encode(out); err != nil {
@@ -221,6 +236,46 @@ func (s *Server) admit(rev *reviewIn, audit bool) (out *reviewOut, d decision) {
 		out.Response.Warnings = limitWarnings(ws)
 	}
 	d.warnings = len(out.Response.Warnings)
+	return out, d
+}
+
+// admitInvalidLabel answers a pod CREATE in a namespace whose
+// sidecar-injection label is neither enabled, disabled nor audit (the
+// chart's catch-all entry sends those here): allowed, no patch, and a
+// warning naming the label, its value (from the namespace cache, when it
+// has seen it) and the valid values. Anything else is allowed untouched.
+func (s *Server) admitInvalidLabel(rev *reviewIn) (*reviewOut, decision) {
+	req := rev.Request
+	out := newReviewOut(rev)
+	out.allow(nil)
+	d := decision{namespace: req.Namespace, pod: req.Name, operation: req.Operation, result: ResultAllowed}
+	switch {
+	case req.Kind.Group != "" || req.Kind.Kind != "Pod":
+		d.reason = ReasonNotPod
+		return out, d
+	case req.SubResource != "":
+		d.reason = ReasonSubresource
+		return out, d
+	case req.Operation != "CREATE":
+		d.reason = ReasonNotCreate
+		return out, d
+	}
+	if pod, problem := rev.objectPod(); problem == "" && d.pod == "" {
+		d.pod = pod.Name
+		if d.pod == "" {
+			d.pod = pod.GenerateName
+		}
+	}
+	msg := "namespace label " + inject.NamespaceLabel + " is invalid (valid: enabled, disabled, audit)"
+	if s.labels != nil {
+		// The cache may lag a relabel: name the value only when it is
+		// itself invalid, so the warning never calls "enabled" wrong.
+		if v, ok := s.labels.NamespaceLabel(req.Namespace); ok && v != "enabled" && v != "disabled" && v != "audit" {
+			msg = inject.InvalidNamespaceLabel(v)
+		}
+	}
+	out.Response.Warnings = limitWarnings([]string{"no sidecar: " + msg})
+	d.result, d.reason, d.warnings = ResultSkipped, inject.ReasonNamespaceLabelInvalid, len(out.Response.Warnings)
 	return out, d
 }
 

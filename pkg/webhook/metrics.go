@@ -202,7 +202,8 @@ func naturalResult(r inject.Reason) Result {
 	case inject.ReasonNamespaceEnabled, inject.ReasonPodOptedIn, inject.ReasonDefaultEnabled, inject.ReasonReinjected:
 		return ResultInjected
 	case inject.ReasonOptedOut, inject.ReasonNamespaceDisabled, inject.ReasonNotOptedIn, inject.ReasonHostNetwork,
-		inject.ReasonMirrorPod, inject.ReasonExcludedNamespace, inject.ReasonInjectorNamespace, inject.ReasonAlreadyInjected:
+		inject.ReasonMirrorPod, inject.ReasonExcludedNamespace, inject.ReasonInjectorNamespace, inject.ReasonAlreadyInjected,
+		inject.ReasonNamespaceLabelInvalid:
 		return ResultSkipped
 	case inject.ReasonInvalidPod, inject.ReasonNameConflict, inject.ReasonProxyUIDConflict,
 		inject.ReasonInvalidSetting, inject.ReasonForbiddenSetting, inject.ReasonNoFreePort, inject.ReasonOtherMesh:

@@ -49,8 +49,18 @@ type Deps struct {
 	// answer from caches: it sits on the hot path.
 	Namespaces NamespaceWarner
 	// Skips is told about pods left without a sidecar (Kubernetes Events).
-	// Optional.
+	// Optional; `sidecar-injector webhook` sets none: it holds no write
+	// access, and the controller records what it observes instead.
 	Skips SkipNotifier
+	// Labels gives a namespace's sidecar-injection label from a cache, for
+	// the warning of /invalid-namespace-label. Optional.
+	Labels NamespaceLabeler
+}
+
+// NamespaceLabeler answers, from a cache, a namespace's sidecar-injection
+// label value and whether it has one.
+type NamespaceLabeler interface {
+	NamespaceLabel(namespace string) (value string, ok bool)
 }
 
 // NamespaceWarner answers, from caches, the warnings that hold for every
@@ -87,6 +97,7 @@ type Server struct {
 	version  string
 	nsWarn   NamespaceWarner
 	skips    SkipNotifier
+	labels   NamespaceLabeler
 
 	sem        chan struct{}
 	explainSem chan struct{}
@@ -125,6 +136,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		native:     d.NativeSidecarSupported,
 		nsWarn:     d.Namespaces,
 		skips:      d.Skips,
+		labels:     d.Labels,
 		version:    version.Get(),
 		sem:        make(chan struct{}, cfg.MaxInFlight),
 		explainSem: make(chan struct{}, maxExplainInFlight),
@@ -181,12 +193,13 @@ func (s *Server) TLSConfig() *tls.Config {
 	}
 }
 
-// Handler is the TLS port's router: POST /mutate, /audit and /explain.
+// Handler is the TLS port's router: POST /mutate, /audit,
+// /invalid-namespace-label and /explain.
 func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
 	r.Use(s.recoverer)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, httpErrorBody(http.StatusNotFound, "no such path "+quote(r.URL.Path)+" on the webhook port: POST /mutate, /audit or /explain"))
+		writeJSON(w, http.StatusNotFound, httpErrorBody(http.StatusNotFound, "no such path "+quote(r.URL.Path)+" on the webhook port: POST /mutate, /audit, /invalid-namespace-label or /explain"))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", http.MethodPost)
@@ -195,8 +208,9 @@ func (s *Server) Handler() http.Handler {
 	// Each request takes its in-flight slot once its body is read (see
 	// serveReview and serveWorkload): a client that sends headers and no
 	// body, or trickles it, holds no slot.
-	r.Post("/mutate", func(w http.ResponseWriter, r *http.Request) { s.serveReview(w, r, false) })
-	r.Post("/audit", func(w http.ResponseWriter, r *http.Request) { s.serveReview(w, r, true) })
+	r.Post("/mutate", func(w http.ResponseWriter, r *http.Request) { s.serveReview(w, r, modeMutate) })
+	r.Post("/audit", func(w http.ResponseWriter, r *http.Request) { s.serveReview(w, r, modeAudit) })
+	r.Post("/invalid-namespace-label", func(w http.ResponseWriter, r *http.Request) { s.serveReview(w, r, modeInvalidLabel) })
 	r.Post("/explain", s.serveExplain)
 	r.Post(PathWorkload, func(w http.ResponseWriter, r *http.Request) { s.serveWorkload(w, r, false) })
 	r.Post(PathWorkloadAudit, func(w http.ResponseWriter, r *http.Request) { s.serveWorkload(w, r, true) })

@@ -274,8 +274,8 @@ func TestInjectorPodsRestricted(t *testing.T) {
 			}
 		}
 	}
-	if deployments != 2 {
-		t.Fatalf("found %d Deployments, want webhook and xds", deployments)
+	if deployments != 3 {
+		t.Fatalf("found %d Deployments, want webhook, controller and xds", deployments)
 	}
 }
 

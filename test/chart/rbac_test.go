@@ -107,10 +107,13 @@ func TestRBACRules(t *testing.T) {
 		t.Errorf("RBAC rules changed (-want +got); go test ./test/chart -update if intended:\n%s", diff)
 	}
 
-	role := "ClusterRole/" + release + "-sidecar-injector-webhook"
-	wantSubjects := []rbacv1.Subject{{Kind: "ServiceAccount", Name: release + "-sidecar-injector-webhook", Namespace: namespace}}
-	if diff := cmp.Diff(wantSubjects, subjects[role]); diff != "" {
-		t.Errorf("subjects of %s (-want +got):\n%s", role, diff)
+	webhookRole := "ClusterRole/" + release + "-sidecar-injector-webhook"
+	controllerRole := "ClusterRole/" + release + "-sidecar-injector-controller"
+	for role, sa := range map[string]string{webhookRole: "webhook", controllerRole: "controller"} {
+		want := []rbacv1.Subject{{Kind: "ServiceAccount", Name: release + "-sidecar-injector-" + sa, Namespace: namespace}}
+		if diff := cmp.Diff(want, subjects[role]); diff != "" {
+			t.Errorf("subjects of %s (-want +got):\n%s", role, diff)
+		}
 	}
 	for r, s := range subjects {
 		for _, sub := range s {
@@ -119,9 +122,17 @@ func TestRBACRules(t *testing.T) {
 			}
 		}
 	}
+	// The webhook serves unauthenticated endpoints: read-only.
+	for _, rule := range rules[webhookRole] {
+		for _, v := range rule.Verbs {
+			if v != "get" && v != "list" && v != "watch" {
+				t.Errorf("the webhook's ClusterRole grants %q on %v: want get, list and watch only", v, rule.Resources)
+			}
+		}
+	}
 	// Writes to ConfigMaps other than envoy-config are limited to create,
 	// which Kubernetes cannot limit by name.
-	for _, rule := range rules[role] {
+	for _, rule := range rules[controllerRole] {
 		if slices.Contains(rule.Resources, "configmaps") && !slices.Contains(rule.ResourceNames, "envoy-config") {
 			if diff := cmp.Diff([]string{"create"}, rule.Verbs); diff != "" {
 				t.Errorf("configmaps rule without resourceNames: verbs (-want +got):\n%s", diff)
@@ -129,9 +140,9 @@ func TestRBACRules(t *testing.T) {
 		}
 	}
 
-	// controller.enabled=false: no RBAC at all.
+	// controller.enabled=false: the webhook's read-only role only.
 	off, offSubjects := rbacObjects(t, "--set", "controller.enabled=false")
-	if len(off) != 0 || len(offSubjects) != 0 {
-		t.Errorf("controller.enabled=false still renders RBAC: %v %v", off, offSubjects)
+	if len(off) != 1 || off[webhookRole] == nil || len(offSubjects) != 1 {
+		t.Errorf("controller.enabled=false renders RBAC %v %v: want the webhook's only", off, offSubjects)
 	}
 }

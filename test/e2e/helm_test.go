@@ -97,7 +97,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 		Args: []string{"webhook", "--tls-cert-file", certFile, "--tls-key-file", keyFile,
 			"--listen-address", "127.0.0.1:" + strconv.Itoa(ports[0]),
 			"--health-address", "127.0.0.1:" + strconv.Itoa(ports[1]),
-			"--kubeconfig", env.cp.Kubeconfig, "--controller=false",
+			"--kubeconfig", env.cp.Kubeconfig,
 			"--drain-delay", "0s", "--shutdown-grace", "5s", "--log-format", "text"},
 		LogFile: filepath.Join(dir, "webhook.log"),
 	})

@@ -83,9 +83,6 @@ func (s *suite) startWebhook(ctx context.Context, name string, extraArgs ...stri
 				"--listen-address", "127.0.0.1:" + strconv.Itoa(ports[0]),
 				"--health-address", "127.0.0.1:" + strconv.Itoa(ports[1]),
 				"--kubeconfig", s.cp.Kubeconfig,
-				// The controller tests run controllers of their own on
-				// namespaces labelled e2e.sidecar.io/controller.
-				"--controller-namespace-selector", "!e2e.sidecar.io/controller",
 				"--drain-delay", "0s",
 				"--shutdown-grace", "5s",
 				"--log-format", "text",

@@ -40,6 +40,7 @@ type suite struct {
 	dir      string       // scratch directory of the suite
 	ca       *testenv.CA  // signs every webhook serving certificate
 	main     *webhookProc // the webhook most tests share
+	mainCtl  *ctlProc     // the controller beside it
 	log      *slog.Logger
 }
 
@@ -65,7 +66,7 @@ func runMain(m *testing.M) int {
 	code := m.Run()
 	log.Info("e2e timings", "setup", ready.Sub(t0).Round(time.Second), "tests", time.Since(ready).Round(time.Second), "total", time.Since(t0).Round(time.Second))
 	if code != 0 {
-		for _, p := range append(s.cp.Processes(), s.main.proc) {
+		for _, p := range append(s.cp.Processes(), s.main.proc, s.mainCtl.proc) {
 			fmt.Fprintf(os.Stderr, "\n--- last lines of %s (%s):\n%s\n", p.Name, p.LogFile, p.LogTail(25))
 		}
 	}
@@ -135,6 +136,15 @@ func setup(ctx context.Context, log *slog.Logger) (*suite, func(), error) {
 		return nil, cleanup, err
 	}
 	undo = append(undo, func() { _ = s.main.stop() })
+	// The controller beside it: envoy-config and Events for the shared
+	// webhook's namespaces. The controller tests run controllers of their
+	// own on namespaces labelled e2e.sidecar.io/controller.
+	s.mainCtl, err = s.startControllerProcess(ctx, "main", "--leader-elect=false",
+		"--namespace-selector", "!e2e.sidecar.io/controller")
+	if err != nil {
+		return nil, cleanup, err
+	}
+	undo = append(undo, func() { _ = s.mainCtl.proc.Stop(10 * time.Second) })
 	return s, cleanup, nil
 }
 

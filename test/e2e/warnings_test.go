@@ -16,8 +16,8 @@ import (
 	"github.com/sidecar-injector/sidecar-injector/test/testenv"
 )
 
-// TestAdmissionWarningsFromController: the controller inside the shared
-// webhook tells, through admission warnings kubectl prints, that a
+// TestAdmissionWarningsFromController: the shared webhook, from its
+// read-only namespace view, tells through admission warnings kubectl prints, that a
 // namespace's envoy-config is the user's own (left untouched) and that a
 // namespace enforcing Pod Security baseline will reject injected pods; a
 // namespace whose envoy-config the controller wrote gets neither.

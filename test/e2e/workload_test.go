@@ -116,7 +116,7 @@ func TestExplainFromCluster(t *testing.T) {
 	if err := os.WriteFile(file, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	w, err := env.startWebhook(t.Context(), "fromcluster", "--config", file, "--controller=false")
+	w, err := env.startWebhook(t.Context(), "fromcluster", "--config", file)
 	if err != nil {
 		t.Fatal(err)
 	}

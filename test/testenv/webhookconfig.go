@@ -26,6 +26,9 @@ const (
 	GroupAudit   = "audit"   // namespaces labelled audit -> /audit
 	GroupOptIn   = "opt-in"  // unlabelled namespaces, pods labelled "true" -> /mutate
 	GroupDefault = "default" // unlabelled namespaces, unlabelled pods, with defaultPolicy enabled -> /mutate
+	// GroupInvalidLabel: namespaces whose label is none of enabled,
+	// disabled, audit -> /invalid-namespace-label (a warning, never a patch).
+	GroupInvalidLabel = "invalid-label"
 )
 
 // EntryName is the name of a group's webhook entry in configuration name.
@@ -33,8 +36,9 @@ func EntryName(group, name string) string { return group + "." + name + ".sideca
 
 // HTTP paths of the webhook (DESIGN.md "Command line").
 const (
-	PathMutate = "/mutate"
-	PathAudit  = "/audit"
+	PathMutate       = "/mutate"
+	PathAudit        = "/audit"
+	PathInvalidLabel = "/invalid-namespace-label"
 )
 
 // AlwaysExcludedNamespaces are never selected, whatever the options say.
@@ -66,7 +70,8 @@ type WebhookOptions struct {
 	DefaultPolicy string
 	// TimeoutSeconds is 1-30.
 	TimeoutSeconds int32
-	// SideEffects is None, or NoneOnDryRun when the webhook emits Events.
+	// SideEffects is None (the chart's: the webhook writes nothing), or
+	// NoneOnDryRun.
 	SideEffects admissionregistrationv1.SideEffectClass
 	// MatchConditions skips hostNetwork and mirror pods in the apiserver
 	// (Kubernetes 1.30+).
@@ -82,7 +87,7 @@ func DefaultWebhookOptions() WebhookOptions {
 		FailurePolicy:     admissionregistrationv1.Fail,
 		DefaultPolicy:     "disabled",
 		TimeoutSeconds:    5,
-		SideEffects:       admissionregistrationv1.SideEffectClassNoneOnDryRun,
+		SideEffects:       admissionregistrationv1.SideEffectClassNone,
 		MatchConditions:   true,
 	}
 }
@@ -213,6 +218,13 @@ func MutatingWebhookConfiguration(o WebhookOptions) (*admissionregistrationv1.Mu
 	if o.DefaultPolicy == "enabled" {
 		webhooks = append(webhooks, entry(GroupDefault, PathMutate, unlabelledNS, req(InjectLabel, metav1.LabelSelectorOpDoesNotExist)))
 	}
+	// A value outside enabled|disabled|audit: NotIn alone would also match
+	// unlabelled namespaces, hence Exists. A warning never refuses a pod.
+	invalid := entry(GroupInvalidLabel, PathInvalidLabel, req(NamespaceLabel, metav1.LabelSelectorOpNotIn, "enabled", "disabled", "audit"), notOptedOut)
+	invalid.NamespaceSelector.MatchExpressions = slices.Insert(invalid.NamespaceSelector.MatchExpressions, 1, req(NamespaceLabel, metav1.LabelSelectorOpExists))
+	invalid.FailurePolicy = ptr(admissionregistrationv1.Ignore)
+	invalid.ReinvocationPolicy = ptr(admissionregistrationv1.NeverReinvocationPolicy)
+	webhooks = append(webhooks, invalid)
 	return &admissionregistrationv1.MutatingWebhookConfiguration{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
 		ObjectMeta: metav1.ObjectMeta{Name: o.Name, Labels: map[string]string{"app.kubernetes.io/name": "sidecar-injector"}},

@@ -56,6 +56,8 @@ func TestSelectorsFollowThePrecedenceTable(t *testing.T) {
 	podNone := map[string]string{"app": "x"}
 	en, au := EntryName(GroupEnabled, "sidecar-injector"), EntryName(GroupAudit, "sidecar-injector")
 	oi, de := EntryName(GroupOptIn, "sidecar-injector"), EntryName(GroupDefault, "sidecar-injector")
+	il := EntryName(GroupInvalidLabel, "sidecar-injector")
+	typo := map[string]string{NamespaceLabel: "true"}
 	tests := []struct {
 		name          string
 		defaultPolicy string
@@ -78,6 +80,9 @@ func TestSelectorsFollowThePrecedenceTable(t *testing.T) {
 		{"unlabelled namespace, pod unlabelled, default enabled", "enabled", "apps", nil, podNone, []string{de}},
 		{"unlabelled namespace, pod true, default enabled", "enabled", "apps", nil, podTrue, []string{oi}},
 		{"unlabelled namespace, pod false, default enabled", "enabled", "apps", nil, podFalse, nil},
+		{"invalid label, pod unlabelled", "disabled", "apps", typo, podNone, []string{il}},
+		{"invalid label, pod true, default enabled", "enabled", "apps", typo, podTrue, []string{il}},
+		{"invalid label, pod false", "disabled", "apps", typo, podFalse, nil},
 		{"kube-system labelled enabled", "disabled", "kube-system", enabled, podNone, nil},
 		{"kube-public, pod true", "disabled", "kube-public", nil, podTrue, nil},
 		{"kube-node-lease, default enabled", "enabled", "kube-node-lease", nil, podNone, nil},
@@ -112,8 +117,8 @@ func TestEntrySettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(mwc.Webhooks) != 3 {
-		t.Fatalf("got %d entries, want 3", len(mwc.Webhooks))
+	if len(mwc.Webhooks) != 4 {
+		t.Fatalf("got %d entries, want 4", len(mwc.Webhooks))
 	}
 	url := "https://127.0.0.1:9443/mutate"
 	want := admissionregistrationv1.MutatingWebhook{
@@ -133,7 +138,7 @@ func TestEntrySettings(t *testing.T) {
 		ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
 			{Key: "sidecar.io/inject", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"false"}},
 		}},
-		SideEffects:        ptr(admissionregistrationv1.SideEffectClassNoneOnDryRun),
+		SideEffects:        ptr(admissionregistrationv1.SideEffectClassNone),
 		TimeoutSeconds:     ptr(int32(5)),
 		ReinvocationPolicy: ptr(admissionregistrationv1.IfNeededReinvocationPolicy),
 		MatchConditions: []admissionregistrationv1.MatchCondition{
@@ -166,7 +171,7 @@ func TestServiceClientConfig(t *testing.T) {
 		}
 		paths = append(paths, *w.ClientConfig.Service.Path)
 	}
-	if diff := cmp.Diff([]string{"/mutate", "/audit", "/mutate", "/mutate"}, paths); diff != "" {
+	if diff := cmp.Diff([]string{"/mutate", "/audit", "/mutate", "/mutate", "/invalid-namespace-label"}, paths); diff != "" {
 		t.Errorf("paths (-want +got):\n%s", diff)
 	}
 	if o.Service.Path != nil {
