@@ -103,12 +103,12 @@ func peerMatches(t *testing.T, peer networkingv1.NetworkPolicyPeer, nsLabels, po
 func TestNetworkPolicies(t *testing.T) {
 	t.Parallel()
 	r := renderPolicies(t)
-	if len(r.policies) != 2 {
-		t.Fatalf("%d NetworkPolicies rendered, want 2 (webhook, xds)", len(r.policies))
+	if len(r.policies) != 3 {
+		t.Fatalf("%d NetworkPolicies rendered, want 3 (webhook, xds, controller)", len(r.policies))
 	}
-	webhook, xds := r.deployments["webhook"].Spec.Template.Labels, r.deployments["xds"].Spec.Template.Labels
-	if webhook == nil || xds == nil {
-		t.Fatal("no webhook or xds Deployment")
+	webhook, xds, ctl := r.deployments["webhook"].Spec.Template.Labels, r.deployments["xds"].Spec.Template.Labels, r.deployments["controller"].Spec.Template.Labels
+	if webhook == nil || xds == nil || ctl == nil {
+		t.Fatal("no webhook, xds or controller Deployment")
 	}
 	ns := func(name string, kv ...string) map[string]string {
 		m := map[string]string{"kubernetes.io/metadata.name": name}
@@ -136,6 +136,10 @@ func TestNetworkPolicies(t *testing.T) {
 		{"an opted-in pod of an unlabelled namespace to xDS", xds, 18000, ns("shop"), optedIn, true},
 		{"an injected namespace to xDS metrics", xds, 8080, ns("shop", "sidecar-injection", "enabled"), app, false},
 		{"monitoring to xDS metrics", xds, 8080, ns("monitoring"), map[string]string{"app": "prometheus"}, true},
+		{"monitoring to the controller's metrics", ctl, 8080, ns("monitoring"), map[string]string{"app": "prometheus"}, true},
+		{"a pod to the controller's metrics", ctl, 8080, ns("shop"), app, false},
+		{"an injected namespace to the controller's metrics", ctl, 8080, ns("shop", "sidecar-injection", "enabled"), app, false},
+		{"the monitoring namespace to another controller port", ctl, 9443, ns("monitoring"), map[string]string{"app": "prometheus"}, false},
 	} {
 		if got := r.allowed(t, tc.target, tc.port, tc.ns, tc.pod); got != tc.wantAllow {
 			t.Errorf("%s: allowed=%v, want %v", tc.what, got, tc.wantAllow)
@@ -155,6 +159,12 @@ func TestNetworkPolicies(t *testing.T) {
 		}
 		if r.allowed(t, r.deployments["xds"].Spec.Template.Labels, 8080, ns("monitoring"), app) {
 			t.Error("the default monitoring namespace can still scrape")
+		}
+	})
+	t.Run("no controller, no controller policy", func(t *testing.T) {
+		r := renderPolicies(t, "--set", "controller.enabled=false")
+		if len(r.policies) != 2 {
+			t.Errorf("%d NetworkPolicies with controller.enabled=false, want 2 (webhook, xds)", len(r.policies))
 		}
 	})
 	t.Run("off", func(t *testing.T) {
