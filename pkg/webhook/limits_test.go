@@ -311,7 +311,9 @@ func TestFloodAboveMaxInFlight(t *testing.T) {
 		t.Fatalf("in-flight gauge %v, want %d held requests", got, maxInFlight)
 	}
 
-	// Flood: every request beyond the cap is refused at once.
+	// Flood: every request beyond the cap is refused at once, not queued:
+	// all of them get 429 while the cap is still held (no wall-clock bound:
+	// on a loaded machine the client's own queueing dominates).
 	stopSampling := make(chan struct{})
 	var peak atomic.Int64
 	var sampler sync.WaitGroup
@@ -368,9 +370,6 @@ func TestFloodAboveMaxInFlight(t *testing.T) {
 	}
 	if p := peak.Load(); p > maxInFlight {
 		t.Errorf("in-flight gauge reached %d, above the cap %d", p, maxInFlight)
-	}
-	if w := time.Duration(worst.Load()); w > 2*time.Second {
-		t.Errorf("slowest 429 took %s: refusals must be fast", w)
 	}
 	if got := h.counter(ResultError, ReasonOverloaded); got != flood {
 		t.Errorf("overloaded counted %v, want %d", got, flood)
