@@ -266,6 +266,10 @@ func (s *Server) identify(st *streamState, node *corev3.Node) error {
 	}
 	st.node, st.nodeID, st.key = node, node.GetId(), key
 	s.nodeKeys.Store(node, key)
+	// The metadata is read: from here on the node is known by its key
+	// (cachedHash), and the stream keeps its node for its life. Dropping
+	// the parsed Struct (up to 64 KiB) keeps a stream's cost small.
+	node.Metadata = nil
 	s.metrics.ConnectedProxies.Inc()
 	s.log.Debug("proxy connected", "node", clipN(node.GetId(), maxIDLen), "key", key)
 	return nil
