@@ -14,7 +14,7 @@ import (
 func runController(ctx context.Context, args []string, io stdio) error {
 	cfg := controller.DefaultAppConfig()
 	logCfg := defaultLogConfig()
-	gc := gcConfig{Percent: 100}
+	gc := defaultGCConfig(100)
 	fs := newFlagSet("controller", io)
 	cfg.AddFlags(fs)
 	logCfg.AddFlags(fs)

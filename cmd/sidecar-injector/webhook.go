@@ -25,7 +25,7 @@ func runWebhook(ctx context.Context, args []string, io stdio) error {
 	logCfg := defaultLogConfig()
 	// Measured with make bench-webhook: 200 took the CPU per request from
 	// 1.58x to 1.35x the null webhook's for a few MiB (docs/benchmarks.md).
-	gc := gcConfig{Percent: 200}
+	gc := defaultGCConfig(200)
 	fs := newFlagSet("webhook", io)
 	cfg.AddFlags(fs)
 	logCfg.AddFlags(fs)
@@ -33,14 +33,19 @@ func runWebhook(ctx context.Context, args []string, io stdio) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := errors.Join(cfg.Validate(), gc.Validate()); err != nil {
+	if err := gc.Validate(); err != nil {
 		return fmt.Errorf("invalid flags:\n%w", err)
 	}
 	log, err := logCfg.logger(io.err)
 	if err != nil {
 		return err
 	}
+	// The runtime's memory limit first: the request caps are checked
+	// against it.
 	gc.apply(log)
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid flags:\n%w", err)
+	}
 	klog.SetSlogLogger(log) // client-go logs through klog
 
 	// Native sidecars: from the cluster version when a cluster config is

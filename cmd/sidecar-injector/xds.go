@@ -18,7 +18,7 @@ func runXDS(ctx context.Context, args []string, io stdio) error {
 	logCfg := defaultLogConfig()
 	// Measured with make bench-xds: the server holds little live memory per
 	// proxy, and most of its CPU under a connection storm went to the GC.
-	gc := gcConfig{Percent: 400}
+	gc := defaultGCConfig(400)
 	fs := newFlagSet("xds", io)
 	cfg.AddFlags(fs)
 	logCfg.AddFlags(fs)

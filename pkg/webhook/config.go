@@ -28,8 +28,8 @@ const (
 	// apiserver's client opens another connection when it needs more.
 	DefaultMaxConcurrentStreams = 4
 	// DefaultMemoryBudget is the memory the caps are checked against when
-	// neither --memory-budget nor GOMEMLIMIT is set (the chart sets
-	// GOMEMLIMIT to 128MiB).
+	// neither --memory-budget nor a runtime memory limit (--memory-limit,
+	// or GOMEMLIMIT) is set.
 	DefaultMemoryBudget   = 128 << 20
 	DefaultDrainDelay     = 5 * time.Second
 	DefaultShutdownGrace  = 30 * time.Second
@@ -139,7 +139,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", c.MaxInFlight, "concurrent admission requests served (taken once a body is read); more get HTTP 429")
 	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "open connections on the TLS port; more wait to be accepted")
 	fs.IntVar(&c.MaxConcurrentStreams, "max-concurrent-streams", c.MaxConcurrentStreams, "HTTP/2 streams per connection")
-	fs.Int64Var(&c.MemoryBudget, "memory-budget", c.MemoryBudget, "`bytes` the request caps must fit in together; 0: GOMEMLIMIT, else 128 MiB")
+	fs.Int64Var(&c.MemoryBudget, "memory-budget", c.MemoryBudget, "`bytes` the request caps must fit in together; 0: the runtime memory limit (--memory-limit or GOMEMLIMIT), else 128 MiB")
 	fs.DurationVar(&c.DrainDelay, "drain-delay", c.DrainDelay, "on SIGTERM, keep serving this long with readiness false before shutting down")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", c.ShutdownGrace, "on SIGTERM, wait at most this long for in-flight requests")
 	fs.DurationVar(&c.ReloadInterval, "reload-interval", c.ReloadInterval, "re-check the certificate and config files this often (besides file-system events)")
@@ -181,7 +181,7 @@ func (c Config) Validate() error {
 		bad("--max-concurrent-streams=%d: want 1-1000", c.MaxConcurrentStreams)
 	}
 	if c.MemoryBudget < 0 {
-		bad("--memory-budget=%d: want 0 (GOMEMLIMIT) or a number of bytes", c.MemoryBudget)
+		bad("--memory-budget=%d: want 0 (the runtime memory limit) or a number of bytes", c.MemoryBudget)
 	}
 	if c.MaxInFlight >= 1 && c.MaxBodyBytes >= 1024 && c.MaxConnections >= 1 && c.MaxConcurrentStreams >= 1 && c.MemoryBudget >= 0 {
 		if b := c.Budget(); b.BodyBytes < c.MaxBodyBytes {
@@ -254,7 +254,7 @@ func (c Config) Budget() Budget {
 }
 
 func (b Budget) problem(c Config) string {
-	return fmt.Sprintf("the request caps do not fit the memory budget of %d MiB (--memory-budget, else GOMEMLIMIT): "+
+	return fmt.Sprintf("the request caps do not fit the memory budget of %d MiB (--memory-budget, else the runtime's memory limit): "+
 		"%d MiB baseline + %d connections (--max-connections) × (%d KiB + %d streams (--max-concurrent-streams) × %d KiB) = %d MiB "+
 		"+ %d requests in flight (--max-in-flight) × %d KiB = %d MiB leave %d MiB for bodies and their work (%d× the body), "+
 		"less than one body of %d MiB: lower a cap or raise the budget",

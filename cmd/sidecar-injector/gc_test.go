@@ -1,0 +1,61 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+	"testing"
+)
+
+func TestGCConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		mutate  func(*gcConfig)
+		wantErr string
+	}{
+		{"defaults", func(*gcConfig) {}, ""},
+		{"container limit", func(c *gcConfig) { c.MemoryLimit = 512 << 20 }, ""},
+		{"negative limit", func(c *gcConfig) { c.MemoryLimit = -1 }, "--memory-limit=-1"},
+		{"limit too small", func(c *gcConfig) { c.MemoryLimit = 1 << 20 }, "at least 16 MiB"},
+		{"percent too low", func(c *gcConfig) { c.MemoryLimitPercent = 10 }, "--memory-limit-percent=10: want 50-100"},
+		{"percent too high", func(c *gcConfig) { c.MemoryLimitPercent = 101 }, "--memory-limit-percent=101"},
+		{"gc percent zero", func(c *gcConfig) { c.Percent = 0 }, "--gc-percent=0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := defaultGCConfig(200)
+			tc.mutate(&c)
+			err := c.Validate()
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("Validate: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("Validate = %v, want an error containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// The runtime keeps to a share of the container's limit, so what it does
+// not count still fits; GOMEMLIMIT, when set, wins.
+func TestGCConfigApplyMemoryLimit(t *testing.T) {
+	prevLimit, prevPercent := debug.SetMemoryLimit(-1), debug.SetGCPercent(-1)
+	debug.SetGCPercent(prevPercent)
+	t.Cleanup(func() { debug.SetMemoryLimit(prevLimit); debug.SetGCPercent(prevPercent) })
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	t.Setenv("GOGC", "100") // keep the GC percent of the test binary
+	c := defaultGCConfig(200)
+	c.MemoryLimit = 512 << 20
+	c.apply(log)
+	if got, want := debug.SetMemoryLimit(-1), int64(512<<20)/100*85; got != want {
+		t.Errorf("runtime memory limit %d, want %d (85%% of 512 MiB)", got, want)
+	}
+
+	t.Setenv("GOMEMLIMIT", "100MiB")
+	debug.SetMemoryLimit(prevLimit)
+	c.apply(log)
+	if got := debug.SetMemoryLimit(-1); got != prevLimit {
+		t.Errorf("with GOMEMLIMIT set, the limit changed to %d", got)
+	}
+}
