@@ -53,26 +53,11 @@ const (
 // serveReview answers POST /mutate, /audit and /invalid-namespace-label.
 func (s *Server) serveReview(w http.ResponseWriter, r *http.Request, mode reviewMode) {
 	start := s.now()
-	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
-		s.failHTTP(w, start, err) // 415 before reading the body
-		return
-	}
-	if err := s.applyTimeout(w, r, start); err != nil {
-		s.failHTTP(w, start, err)
-		return
-	}
-	body, buf, release, err := s.readBody(w, r)
-	defer s.putBuf(buf)
-	defer release()
-	if err != nil {
-		s.failHTTP(w, start, err)
-		return
-	}
-	done, ok := s.acquireSlot(w)
+	body, finish, ok := s.readReview(w, r, start)
+	defer finish()
 	if !ok {
 		return
 	}
-	defer done()
 	rev, err := decodeReview(body)
 	if err != nil {
 		s.failHTTP(w, start, err)
@@ -444,6 +429,32 @@ func (s *Server) applyTimeout(w http.ResponseWriter, r *http.Request, start time
 		_ = http.NewResponseController(w).SetReadDeadline(start.Add(d))
 	}
 	return nil
+}
+
+// readReview runs what every review path does before decoding: the
+// content type (415 before the body is read), the request's timeout, the
+// body within its caps, then an in-flight slot, taken only once the body
+// is read. Not ok: the answer is written. finish releases what was taken.
+func (s *Server) readReview(w http.ResponseWriter, r *http.Request, start time.Time) (body []byte, finish func(), ok bool) {
+	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
+		s.failHTTP(w, start, err)
+		return nil, func() {}, false
+	}
+	if err := s.applyTimeout(w, r, start); err != nil {
+		s.failHTTP(w, start, err)
+		return nil, func() {}, false
+	}
+	body, buf, release, err := s.readBody(w, r)
+	freeBody := func() { release(); s.putBuf(buf) }
+	if err != nil {
+		s.failHTTP(w, start, err)
+		return nil, freeBody, false
+	}
+	done, ok := s.acquireSlot(w)
+	if !ok {
+		return nil, freeBody, false
+	}
+	return body, func() { done(); freeBody() }, true
 }
 
 // readBody reads the body into a pooled buffer, at most MaxBodyBytes+1

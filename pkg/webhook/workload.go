@@ -42,26 +42,11 @@ type workloadReview struct {
 // webhook decides when the pods come).
 func (s *Server) serveWorkload(w http.ResponseWriter, r *http.Request, audit bool) {
 	start := s.now()
-	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
-		s.failHTTP(w, start, err)
-		return
-	}
-	if err := s.applyTimeout(w, r, start); err != nil {
-		s.failHTTP(w, start, err)
-		return
-	}
-	body, buf, release, err := s.readBody(w, r)
-	defer s.putBuf(buf)
-	defer release()
-	if err != nil {
-		s.failHTTP(w, start, err)
-		return
-	}
-	done, ok := s.acquireSlot(w)
+	body, finish, ok := s.readReview(w, r, start)
+	defer finish()
 	if !ok {
 		return
 	}
-	defer done()
 	var rev workloadReview
 	if err := decodeJSON(body, &rev); err != nil || rev.Request == nil || rev.Request.UID == "" ||
 		(rev.APIVersion != admissionV1 && rev.APIVersion != admissionV1beta1) {
