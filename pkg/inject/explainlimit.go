@@ -13,8 +13,8 @@ import (
 var ErrTooManyPods = errors.New("too many pods")
 
 // ExplainLimited is Explain for a server: it stops at the first pod past
-// maxPods (ErrTooManyPods) and as soon as ctx is done (the client left),
-// between documents and between pods.
+// maxPods (ErrTooManyPods; 0: no limit) and as soon as ctx is done (the
+// client left), between documents and between pods.
 func (in *Injector) ExplainLimited(ctx context.Context, data []byte, ov Overrides, maxPods int) ([]Explanation, error) {
 	docs, err := ReadDocuments(data)
 	if err != nil {
@@ -29,7 +29,7 @@ func (in *Injector) ExplainLimited(ctx context.Context, data []byte, ov Override
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			if len(out) == maxPods {
+			if maxPods > 0 && len(out) == maxPods {
 				return nil, fmt.Errorf("%w: at most %d per request", ErrTooManyPods, maxPods)
 			}
 			o := ov

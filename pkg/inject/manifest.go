@@ -3,6 +3,7 @@ package inject
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -628,27 +629,7 @@ func Explain(data []byte, cfg Config, ov Overrides) ([]Explanation, error) {
 
 // Explain is the package-level Explain with a prepared Injector.
 func (in *Injector) Explain(data []byte, ov Overrides) ([]Explanation, error) {
-	docs, err := ReadDocuments(data)
-	if err != nil {
-		return nil, err
-	}
-	out := []Explanation{}
-	for i := range docs {
-		err := EachPod(&docs[i], func(w Workload, pod *corev1.Pod) (Patch, error) {
-			o := ov
-			if pod.Namespace != "" {
-				o.Namespace = pod.Namespace
-			}
-			res, _ := in.Inject(pod, o) // a deny is a result to explain, not a failure
-			res.Pod = nil
-			out = append(out, Explanation{Workload: w, Result: res})
-			return nil, nil
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+	return in.ExplainLimited(context.Background(), data, ov, 0)
 }
 
 // DecodePod decodes a pod the way the apiserver does: field names match
