@@ -309,21 +309,9 @@ func newInjectCmd(io stdio) *cobra.Command {
 }
 
 func runInject(ctx context.Context, c *manifestConfig, io stdio) error {
-	inputs, err := readInputs(c.Files, c.Recursive, io.in)
-	if err != nil {
-		return err
-	}
-	docs, err := readAllDocuments(inputs)
-	if err != nil {
-		return err
-	}
-	src, err := c.loadSource(ctx)
-	if err != nil {
-		return err
-	}
-	rep := newReport()
-	for i := range docs {
-		err := inject.EachPod(&docs[i], func(w inject.Workload, pod *corev1.Pod) (inject.Patch, error) {
+	var src *source
+	return rewriteManifests(c, io, func() (err error) { src, err = c.loadSource(ctx); return err },
+		func(rep *report, w inject.Workload, pod *corev1.Pod) (inject.Patch, error) {
 			res, err := src.decide(ctx, pod)
 			if err != nil {
 				return nil, err
@@ -334,17 +322,6 @@ func runInject(ctx context.Context, c *manifestConfig, io stdio) error {
 			}
 			return res.Patch, nil
 		})
-		if err != nil {
-			return err
-		}
-	}
-	if err := writeDocuments(io.out, docs, c.Output); err != nil {
-		return err
-	}
-	if !c.Quiet {
-		rep.write(io.err)
-	}
-	return nil
 }
 
 func newUninjectCmd(io stdio) *cobra.Command {
@@ -356,17 +333,8 @@ func newUninjectCmd(io stdio) *cobra.Command {
 }
 
 func runUninject(c *manifestConfig, io stdio) error {
-	inputs, err := readInputs(c.Files, c.Recursive, io.in)
-	if err != nil {
-		return err
-	}
-	docs, err := readAllDocuments(inputs)
-	if err != nil {
-		return err
-	}
-	rep := newReport()
-	for i := range docs {
-		err := inject.EachPod(&docs[i], func(w inject.Workload, pod *corev1.Pod) (inject.Patch, error) {
+	return rewriteManifests(c, io, nil,
+		func(rep *report, w inject.Workload, pod *corev1.Pod) (inject.Patch, error) {
 			res, err := inject.Uninject(pod)
 			if err != nil {
 				return nil, err
@@ -381,7 +349,28 @@ func runUninject(c *manifestConfig, io stdio) error {
 			rep.addWarnings(w, res.Warnings)
 			return res.Patch, nil
 		})
-		if err != nil {
+}
+
+// rewriteManifests reads every input, then (after prepare, when given)
+// patches each pod and pod template with patch, writes the documents only
+// once all are done, and the report unless --quiet.
+func rewriteManifests(c *manifestConfig, io stdio, prepare func() error, patch func(*report, inject.Workload, *corev1.Pod) (inject.Patch, error)) error {
+	inputs, err := readInputs(c.Files, c.Recursive, io.in)
+	if err != nil {
+		return err
+	}
+	docs, err := readAllDocuments(inputs)
+	if err != nil {
+		return err
+	}
+	if prepare != nil {
+		if err := prepare(); err != nil {
+			return err
+		}
+	}
+	rep := newReport()
+	for i := range docs {
+		if err := inject.EachPod(&docs[i], func(w inject.Workload, pod *corev1.Pod) (inject.Patch, error) { return patch(rep, w, pod) }); err != nil {
 			return err
 		}
 	}
