@@ -41,6 +41,11 @@ type Config struct {
 	// that the cluster's garbage collector deletes them on helm uninstall.
 	// Empty: no owner (a controller run by hand).
 	OwnerClusterRole string
+	// XDSCAFile is the CA (PEM) that signs the xDS server's certificate,
+	// put into every envoy-config in place of the injector config's
+	// xds.caCert when xDS TLS is on (cert-manager's ca.crt). Read again when
+	// it changes. Empty: xds.caCert.
+	XDSCAFile string
 
 	// PodRecount is how often the pod state gauge is recomputed after a
 	// change (it walks every pod in the cache: O(pods)).
@@ -75,6 +80,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.NamespaceSelector, "namespace-selector", c.NamespaceSelector, "label `selector` of the namespaces the controller manages (default: all)")
 	fs.StringVar(&c.PodFieldSelector, "pod-field-selector", c.PodFieldSelector, "field `selector` of the pods watched for the stale/missing metrics (drop spec.hostNetwork=false before Kubernetes 1.28)")
 	fs.IntVar(&c.Workers, "workers", c.Workers, "namespaces reconciled in parallel")
+	fs.StringVar(&c.XDSCAFile, "xds-ca-file", c.XDSCAFile, "PEM `file` of the CA that signs the xDS server's certificate, put into every envoy-config when the injector config has xDS TLS on (in place of xds.caCert); re-read when it changes")
 	fs.StringVar(&c.OwnerClusterRole, "owner-cluster-role", c.OwnerClusterRole, "`name` of the ClusterRole that owns every envoy-config written, so that deleting it (helm uninstall) garbage-collects them; empty: no owner")
 }
 

@@ -74,7 +74,9 @@ type Controller struct {
 	queue      workqueue.TypedRateLimitingInterface[string]
 
 	desired   atomic.Pointer[desired]
-	badConfig atomic.Pointer[inject.Injector] // last config that failed to render (logged once)
+	badConfig atomic.Pointer[desiredKey] // last config and CA that failed to render (logged once)
+	// xdsCA reads --xds-ca-file when it changes; nil without the flag.
+	xdsCA     *caFile
 	podsDirty atomic.Bool
 	synced    atomic.Bool
 	leading   atomic.Bool
@@ -109,6 +111,9 @@ func New(cfg Config, cs kubernetes.Interface, md metadata.Interface, src ConfigS
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](200*time.Millisecond, 2*time.Minute),
 		)),
 		states: map[string]*nsEntry{},
+	}
+	if cfg.XDSCAFile != "" {
+		c.xdsCA = &caFile{path: cfg.XDSCAFile}
 	}
 	c.namespaces = newNamespaceInformer(cs, cfg.NamespaceSelector, cfg.Resync)
 	c.configMaps = newEnvoyConfigInformer(cs)
@@ -270,16 +275,25 @@ func (c *Controller) refreshConfig() bool {
 	if in == nil {
 		return false
 	}
+	fileCA := ""
+	if c.xdsCA != nil {
+		ca, err := c.xdsCA.read()
+		if err != nil {
+			c.log.Error("controller: xDS CA file not read; keeping the CA in use", "error", err)
+		}
+		fileCA = ca
+	}
 	cur := c.desired.Load()
-	if cur != nil && cur.injector == in {
+	if cur != nil && cur.injector == in && cur.fileCA == fileCA {
 		return false
 	}
-	if c.badConfig.Load() == in {
+	key := desiredKey{in, fileCA}
+	if b := c.badConfig.Load(); b != nil && *b == key {
 		return false
 	}
-	d, err := newDesired(in, c.base)
+	d, err := newDesired(in, c.base, fileCA)
 	if err != nil {
-		c.badConfig.Store(in)
+		c.badConfig.Store(&key)
 		c.log.Error("controller: keeping the previous envoy-config content", "error", err)
 		return false
 	}

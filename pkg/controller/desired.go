@@ -36,44 +36,58 @@ func StaticConfig(in *inject.Injector) ConfigSource {
 // injector config: base (timeouts, TLS) with the xDS address and port from
 // the config's xds section and the admin port from ports.admin.
 //
-// With xds.caCert set, Envoy talks TLS to the xDS server and verifies it
-// against that CA, which the ConfigMap carries under XDSCAKey (mounted
-// with the bootstrap).
+// With xDS TLS on (xds.caCert, or xds.tls with the controller's
+// --xds-ca-file), Envoy talks TLS to the xDS server and verifies it
+// against the CA the ConfigMap carries under XDSCAKey (mounted with the
+// bootstrap).
 func BootstrapFor(base envoy.BootstrapConfig, cfg *inject.Config) envoy.BootstrapConfig {
 	b := base
 	b.XDSAddress = cfg.XDS.Address
 	b.XDSPort = uint32(cfg.XDS.Port)
 	b.AdminPort = uint32(cfg.Ports.Admin)
-	if cfg.XDS.CACert != "" {
+	if cfg.XDS.TLSEnabled() {
 		b.XDSTLS = &envoy.XDSTLS{CAFile: inject.ConfigMountPath + "/" + XDSCAKey}
 	}
 	return b
 }
 
 // XDSCAKey is the envoy-config key of the CA that signs the xDS server's
-// certificate (xds.caCert of the injector config).
+// certificate (the --xds-ca-file content, else xds.caCert of the injector
+// config).
 const XDSCAKey = "xds-ca.crt"
 
 // desired is what the controller works from: one injector config and the
 // envoy-config content rendered from it.
 type desired struct {
 	injector *inject.Injector
+	fileCA   string // the --xds-ca-file content it was made with ("" without)
 	cfg      inject.Config
 	hash     string
 	data     map[string]string // the ConfigMap's data: envoy.yaml (and xds-ca.crt)
 }
 
-func newDesired(in *inject.Injector, base envoy.BootstrapConfig) (*desired, error) {
+// newDesired renders the envoy-config content of an injector config.
+// fileCA, when set, is the xDS CA in place of xds.caCert; it is used only
+// when the config has xDS TLS on.
+func newDesired(in *inject.Injector, base envoy.BootstrapConfig, fileCA string) (*desired, error) {
 	cfg := in.Config()
+	data := map[string]string{}
+	if cfg.XDS.TLSEnabled() {
+		ca := cfg.XDS.CACert
+		if fileCA != "" {
+			ca = fileCA
+		}
+		if ca == "" {
+			return nil, fmt.Errorf("injector config %s has xds.tls on but no CA: give the controller --xds-ca-file (the CA that signs the xDS server's certificate) or set xds.caCert", in.Hash())
+		}
+		data[XDSCAKey] = ca
+	}
 	y, err := envoy.RenderBootstrap(BootstrapFor(base, &cfg))
 	if err != nil {
 		return nil, fmt.Errorf("render the envoy-config bootstrap for injector config %s: %w", in.Hash(), err)
 	}
-	data := map[string]string{inject.ConfigMapKey: string(y)}
-	if cfg.XDS.CACert != "" {
-		data[XDSCAKey] = cfg.XDS.CACert
-	}
-	return &desired{injector: in, cfg: cfg, hash: in.Hash(), data: data}, nil
+	data[inject.ConfigMapKey] = string(y)
+	return &desired{injector: in, fileCA: fileCA, cfg: cfg, hash: in.Hash(), data: data}, nil
 }
 
 // ourLabels are the labels of the ConfigMaps we make.

@@ -1,9 +1,21 @@
 package controller
 
 import (
+	"context"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	metadatafake "k8s.io/client-go/metadata/fake"
 
 	"github.com/sidecar-injector/sidecar-injector/envoy"
 	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
@@ -26,7 +38,7 @@ func TestEnvoyConfigCarriesXDSCA(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d, err := newDesired(in, envoy.DefaultBootstrapConfig())
+		d, err := newDesired(in, envoy.DefaultBootstrapConfig(), "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -43,5 +55,127 @@ func TestEnvoyConfigCarriesXDSCA(t *testing.T) {
 	bad.XDS.CACert = "not a certificate"
 	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "xds.caCert") {
 		t.Errorf("a bad xds.caCert: %v, want an error naming it", err)
+	}
+}
+
+// With cert-manager the CA is not in the injector config (xds.tls only):
+// the controller reads it from --xds-ca-file, puts it into every
+// envoy-config next to a bootstrap that verifies the xDS server against
+// it, and picks up a new file (a rotated CA) without a restart, with the
+// same config hash. Without the file and without xds.caCert, nothing is
+// written: a bootstrap with TLS and no CA would fail every proxy.
+func TestXDSCAFromFile(t *testing.T) {
+	t.Parallel()
+	caA, err := testenv.NewCA("xds ca A", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caB, err := testenv.NewCA("xds ca B", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ca.crt")
+	// Written as the kubelet updates a Secret volume: a new file renamed
+	// over the old one.
+	write := func(b []byte) {
+		tmp := filepath.Join(dir, "tmp")
+		if err := os.WriteFile(tmp, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(caA.CertPEM)
+
+	icfg := inject.DefaultConfig()
+	icfg.XDS.TLS = true
+	in, err := inject.New(icfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantBoot, err := envoy.RenderBootstrap(BootstrapFor(envoy.DefaultBootstrapConfig(), &icfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(wantBoot), inject.ConfigMountPath+"/"+XDSCAKey) || !strings.Contains(string(wantBoot), icfg.XDS.Address) {
+		t.Fatalf("the bootstrap for xds.tls does not verify against %s:\n%s", XDSCAKey, wantBoot)
+	}
+	cs := fake.NewClientset(namespace("shop", map[string]string{inject.NamespaceLabel: "enabled"}))
+	md := metadatafake.NewSimpleMetadataClient(metaScheme(t))
+	cfg := testConfig()
+	cfg.XDSCAFile = path
+	c, err := New(cfg, cs, md, StaticConfig(in), envoy.DefaultBootstrapConfig(), prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	single := DefaultLeaderConfig()
+	single.Enabled = false
+	go func() { done <- c.RunElected(ctx, single, cs, nil) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	carries := func(ca []byte) func() error {
+		return func() error {
+			cm, err := cs.CoreV1().ConfigMaps("shop").Get(t.Context(), inject.ConfigMapName, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if got := cm.Data[XDSCAKey]; got != string(ca) {
+				return fmt.Errorf("%s is %.60q, want the file's CA", XDSCAKey, got)
+			}
+			if got := cm.Data[inject.ConfigMapKey]; got != string(wantBoot) {
+				return fmt.Errorf("bootstrap:\n%s\nwant:\n%s", got, wantBoot)
+			}
+			return nil
+		}
+	}
+	eventually(t, "envoy-config with CA A from the file", carries(caA.CertPEM))
+	if d := c.desired.Load(); d.hash != in.Hash() {
+		t.Errorf("config hash %s, want the webhook's %s", d.hash, in.Hash())
+	}
+
+	write([]byte("not a certificate\n")) // a bad file keeps the CA in use
+	write(caB.CertPEM)
+	eventually(t, "envoy-config with CA B after the file changed", carries(caB.CertPEM))
+	if d := c.desired.Load(); d.hash != in.Hash() {
+		t.Errorf("config hash %s after a CA change, want the same %s (a stable marker)", d.hash, in.Hash())
+	}
+
+	// xds.tls without a CA: refused, with how to fix it.
+	if _, err := newDesired(in, envoy.DefaultBootstrapConfig(), ""); err == nil || !strings.Contains(err.Error(), "--xds-ca-file") {
+		t.Errorf("xds.tls with no CA: %v, want an error naming --xds-ca-file", err)
+	}
+}
+
+// A bad --xds-ca-file keeps the CA in use, and a private key is refused.
+func TestCAFileRead(t *testing.T) {
+	t.Parallel()
+	ca, err := testenv.NewCA("xds ca", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "ca.crt")
+	f := &caFile{path: path}
+	if _, err := f.read(); err == nil {
+		t.Error("a missing file: no error")
+	}
+	if err := os.WriteFile(path, ca.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := f.read(); err != nil || got != string(ca.CertPEM) {
+		t.Fatalf("read: %.40q, %v", got, err)
+	}
+	if err := os.WriteFile(path, append(append([]byte{}, ca.CertPEM...), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: []byte{1, 2, 3}})...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := f.read(); err == nil || !strings.Contains(err.Error(), "never a key") || got != string(ca.CertPEM) {
+		t.Errorf("a file with a key: %.40q, %v; want the previous CA and an error", got, err)
 	}
 }

@@ -151,7 +151,17 @@ type XDSConfig struct {
 	// verify its certificate, for Address, against this CA: the controller
 	// puts it into every envoy-config ConfigMap next to the bootstrap.
 	CACert string `json:"caCert,omitempty"`
+	// TLS, with CACert empty, makes Envoy talk TLS to the xDS server with a
+	// CA the controller reads from its --xds-ca-file (cert-manager's
+	// ca.crt, not known when the config is written). The hash covers this
+	// flag, not that CA's content: the webhook, which never reads the file,
+	// computes the same hash, and a CA change alone marks no pod stale.
+	TLS bool `json:"tls,omitempty"`
 }
+
+// TLSEnabled says whether Envoy talks TLS to the xDS server: with an inline
+// CACert, or with TLS set (the controller's --xds-ca-file).
+func (x XDSConfig) TLSEnabled() bool { return x.TLS || x.CACert != "" }
 
 // AlwaysExcludedNamespaces are never injected.
 var alwaysExcludedNamespaces = []string{"kube-system", "kube-public", "kube-node-lease"}

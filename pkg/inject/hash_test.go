@@ -59,6 +59,7 @@ func TestHashCoversThePodShape(t *testing.T) {
 		"xds.address": true,
 		"xds.port":    true,
 		"xds.caCert":  true, // the bootstrap then speaks TLS and verifies against it
+		"xds.tls":     true, // TLS with the controller's --xds-ca-file: a stable marker, not the CA's content
 	}
 	fields := leafFields(reflect.TypeFor[Config](), "", nil)
 	for path := range changesHash {

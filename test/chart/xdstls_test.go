@@ -206,3 +206,135 @@ func TestXDSOverTLS(t *testing.T) {
 func envoyNode(md *structpb.Struct) *corev3.Node {
 	return &corev3.Node{Id: "web-1.shop", Cluster: "shop", Metadata: md}
 }
+
+// With cert-manager xDS is TLS by default too: the xds Deployment serves
+// the cert-manager Secret's tls.crt/tls.key (its Certificate names the xDS
+// Service), the controller mounts only that Secret's ca.crt and reads it
+// with --xds-ca-file, and the injector config says only xds.tls (the CA is
+// not known at render time), so the bootstrap the controller renders from
+// it verifies the server against the envoy-config CA.
+func TestXDSOverTLSWithCertManager(t *testing.T) {
+	t.Parallel()
+	const caFlag = "--xds-ca-file=/etc/sidecar-injector/xds-ca/ca.crt"
+	objs := split(t, render(t, "", "--set", "certificates.certManager.enabled=true"))
+	var cfg inject.Config
+	var xdsDep, ctrlDep appsv1.Deployment
+	var dnsNames []string
+	tlsSecret := ""
+	for _, o := range objs {
+		switch {
+		case o.Kind == "ConfigMap" && strings.HasSuffix(o.Name, "-injector"):
+			var cm corev1.ConfigMap
+			if err := yaml.Unmarshal(o.Raw, &cm); err != nil {
+				t.Fatal(err)
+			}
+			c, err := inject.LoadConfig([]byte(cm.Data["config.yaml"]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg = c
+		case o.Kind == "Deployment" && strings.HasSuffix(o.Name, "-xds"):
+			if err := yaml.Unmarshal(o.Raw, &xdsDep); err != nil {
+				t.Fatal(err)
+			}
+		case o.Kind == "Deployment" && strings.HasSuffix(o.Name, "-controller"):
+			if err := yaml.Unmarshal(o.Raw, &ctrlDep); err != nil {
+				t.Fatal(err)
+			}
+		case o.Kind == "Certificate" && strings.HasSuffix(o.Name, "-webhook"):
+			var c struct {
+				Spec struct {
+					SecretName string   `json:"secretName"`
+					DNSNames   []string `json:"dnsNames"`
+				} `json:"spec"`
+			}
+			if err := yaml.Unmarshal(o.Raw, &c); err != nil {
+				t.Fatal(err)
+			}
+			dnsNames, tlsSecret = c.Spec.DNSNames, c.Spec.SecretName
+		}
+	}
+	if tlsSecret == "" {
+		t.Fatal("no cert-manager Certificate for the serving Secret")
+	}
+
+	// The injector config: TLS on, no inline CA; the bootstrap verifies
+	// against the envoy-config CA.
+	if !cfg.XDS.TLS || cfg.XDS.CACert != "" {
+		t.Fatalf("injector config xds: tls %v, caCert %d bytes; want tls and no inline CA", cfg.XDS.TLS, len(cfg.XDS.CACert))
+	}
+	b, err := envoy.Bootstrap(controller.BootstrapFor(envoy.DefaultBootstrapConfig(), &cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var upstream tlsv3.UpstreamTlsContext
+	for _, c := range b.GetStaticResources().GetClusters() {
+		if c.GetName() == envoy.XDSCluster {
+			if err := c.GetTransportSocket().GetTypedConfig().UnmarshalTo(&upstream); err != nil {
+				t.Fatalf("the xds cluster has no TLS transport socket: %v", err)
+			}
+		}
+	}
+	if got := upstream.GetCommonTlsContext().GetValidationContext().GetTrustedCa().GetFilename(); got != inject.ConfigMountPath+"/"+controller.XDSCAKey {
+		t.Errorf("the bootstrap trusts %q, want %s/%s", got, inject.ConfigMountPath, controller.XDSCAKey)
+	}
+	if !slices.Contains(dnsNames, cfg.XDS.Address) || upstream.GetSni() != cfg.XDS.Address {
+		t.Errorf("the serving Certificate names %v, SNI %q: want both to name the xDS Service %s", dnsNames, upstream.GetSni(), cfg.XDS.Address)
+	}
+
+	// secretItems lists the keys a pod mounts from the serving Secret.
+	secretItems := func(d appsv1.Deployment) (keys []string, dirs []string) {
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			if v.Secret == nil || v.Secret.SecretName != tlsSecret {
+				continue
+			}
+			if len(v.Secret.Items) == 0 {
+				t.Errorf("%s mounts all of Secret %s", d.Name, tlsSecret)
+			}
+			for _, it := range v.Secret.Items {
+				keys = append(keys, it.Key)
+			}
+			for _, c := range d.Spec.Template.Spec.Containers {
+				for _, m := range c.VolumeMounts {
+					if m.Name == v.Name {
+						dirs = append(dirs, m.MountPath)
+					}
+				}
+			}
+		}
+		slices.Sort(keys)
+		return keys, dirs
+	}
+
+	// The xds server: the serving pair, nothing else.
+	xdsArgs := xdsDep.Spec.Template.Spec.Containers[0].Args
+	for _, a := range []string{"--tls-cert-file=/etc/sidecar-injector/tls/tls.crt", "--tls-key-file=/etc/sidecar-injector/tls/tls.key"} {
+		if !slices.Contains(xdsArgs, a) {
+			t.Errorf("the xds Deployment lacks %s: %v", a, xdsArgs)
+		}
+	}
+	if keys, dirs := secretItems(xdsDep); !slices.Equal(keys, []string{"tls.crt", "tls.key"}) || !slices.Equal(dirs, []string{"/etc/sidecar-injector/tls"}) {
+		t.Errorf("the xds Deployment mounts %v at %v from %s, want tls.crt and tls.key at /etc/sidecar-injector/tls", keys, dirs, tlsSecret)
+	}
+
+	// The controller: ca.crt only, read by --xds-ca-file.
+	if args := ctrlDep.Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, caFlag) {
+		t.Errorf("the controller lacks %s: %v", caFlag, args)
+	}
+	if keys, dirs := secretItems(ctrlDep); !slices.Equal(keys, []string{"ca.crt"}) || !slices.Equal(dirs, []string{"/etc/sidecar-injector/xds-ca"}) {
+		t.Errorf("the controller mounts %v at %v from %s, want only ca.crt at /etc/sidecar-injector/xds-ca", keys, dirs, tlsSecret)
+	}
+	for _, v := range ctrlDep.Spec.Template.Spec.Volumes {
+		if v.Secret != nil && v.Secret.SecretName != tlsSecret {
+			t.Errorf("the controller mounts Secret %s", v.Secret.SecretName)
+		}
+	}
+
+	// Plaintext stays a value with cert-manager too.
+	for _, o := range split(t, render(t, "", "--set", "certificates.certManager.enabled=true", "--set", "xds.tls.enabled=false")) {
+		raw := string(o.Raw)
+		if strings.Contains(raw, "--xds-ca-file") || strings.Contains(raw, "tls: true") || (o.Kind == "Deployment" && strings.HasSuffix(o.Name, "-xds") && strings.Contains(raw, "--tls-cert-file")) {
+			t.Errorf("certManager with xds.tls.enabled=false: %s %s still sets up xDS TLS", o.Kind, o.Name)
+		}
+	}
+}

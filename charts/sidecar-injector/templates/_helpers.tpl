@@ -155,7 +155,7 @@ of the names).
 chart's own certificates (with cert-manager the CA is not known when the
 chart renders, and the proxies could not verify the server). */}}
 {{- define "si.xdsTLS" -}}
-{{- if and .Values.xds.tls.enabled (not .Values.certificates.certManager.enabled) -}}true{{- end -}}
+{{- if .Values.xds.tls.enabled -}}true{{- end -}}
 {{- end -}}
 
 {{/* The injector config file, built as data from the values. */}}
@@ -166,7 +166,10 @@ chart renders, and the proxies could not verify the server). */}}
 {{- $redirect := dict "iptablesMode" $p.iptablesMode "ipv6" $p.ipv6 "excludeOutboundIPRanges" $p.excludeOutboundIPRanges "excludeOutboundPorts" $p.excludeOutboundPorts "excludeInboundPorts" $p.excludeInboundPorts -}}
 {{- $injection := dict "defaultPolicy" .Values.injection.defaultPolicy "injectorNamespace" .Release.Namespace "excludedNamespaces" .Values.injection.excludedNamespaces "allowedSettings" .Values.injection.allowedSettings "prometheusAnnotations" .Values.injection.prometheusAnnotations -}}
 {{- $xds := dict "address" (printf "%s.%s.svc" (include "si.xdsService" .) .Release.Namespace) "port" (int64 .Values.xds.port) -}}
-{{- if include "si.xdsTLS" . }}{{ $_ := set $xds "caCert" (include "si.certs" . | fromJson).caCert }}{{ end -}}
+{{- if include "si.xdsTLS" . -}}
+{{- /* cert-manager's CA is not known at render time: the config says only that TLS is on (a stable part of the config hash), and the controller reads the CA from the Secret's ca.crt (--xds-ca-file). */ -}}
+{{- if .Values.certificates.certManager.enabled }}{{ $_ := set $xds "tls" true }}{{ else }}{{ $_ := set $xds "caCert" (include "si.certs" . | fromJson).caCert }}{{ end -}}
+{{- end -}}
 {{- $ports := dict -}}
 {{- range $k, $v := .Values.ports }}{{ $_ := set $ports $k (int64 $v) }}{{ end -}}
 {{- $cfg := dict "apiVersion" "sidecar.io/v1alpha1" "kind" "InjectorConfig" "proxy" $proxy "ports" $ports "redirect" $redirect "injection" $injection "xds" $xds -}}
