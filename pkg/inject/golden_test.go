@@ -156,6 +156,9 @@ func TestGolden(t *testing.T) {
 			pod := decodePod(t, raw)
 			before := pod.DeepCopy()
 			res, err := in.Inject(pod, ov)
+			if res.Reason.Decision() != res.Decision {
+				t.Errorf("reason %s comes with decision %q, the engine decided %s", res.Reason, res.Reason.Decision(), res.Decision)
+			}
 			if (err != nil) != (res.Decision == DecisionDeny) {
 				t.Fatalf("error %v with decision %s", err, res.Decision)
 			}

@@ -293,3 +293,24 @@ func TestSpecErrorsNameTheAnnotation(t *testing.T) {
 		t.Fatalf("message spans lines: %q", e.Error())
 	}
 }
+
+// Every reason carries its semantics: a decision, and whether it is an
+// expected outcome (no warning, no Event). Only opting out and a
+// reinvocation of an injected pod are expected.
+func TestReasonTraits(t *testing.T) {
+	expected := map[Reason]bool{ReasonOptedOut: true, ReasonAlreadyInjected: true}
+	for _, r := range Reasons() {
+		if r.Decision() == "" {
+			t.Errorf("reason %s has no decision", r)
+		}
+		if r.Expected() != expected[r] {
+			t.Errorf("reason %s: Expected() = %v", r, r.Expected())
+		}
+		if r.Forbidden() != (r == ReasonForbiddenSetting) {
+			t.Errorf("reason %s: Forbidden() = %v", r, r.Forbidden())
+		}
+	}
+	if Reason("made_up").Decision() != "" {
+		t.Error("a value outside the set has a decision")
+	}
+}

@@ -62,6 +62,38 @@ func Reasons() []Reason {
 	}
 }
 
+// Decision is the decision a reason comes with (outside audit mode, which
+// reports it and changes nothing); "" for a value outside the set.
+func (r Reason) Decision() Decision { return reasonTraits[r].decision }
+
+// Expected says the outcome is what the user asked for or a normal
+// repetition (opted out, already injected): it warrants no warning and no
+// Event. Every other skip and every deny is worth telling the user about.
+func (r Reason) Expected() bool { return reasonTraits[r].expected }
+
+// Forbidden says a deny is about what the config does not allow (HTTP
+// 403), not about a pod that is wrong (400).
+func (r Reason) Forbidden() bool { return r == ReasonForbiddenSetting }
+
+var reasonTraits = map[Reason]struct {
+	decision Decision
+	expected bool
+}{
+	ReasonNamespaceEnabled: {DecisionInject, false}, ReasonPodOptedIn: {DecisionInject, false},
+	ReasonDefaultEnabled: {DecisionInject, false}, ReasonReinjected: {DecisionInject, false},
+
+	ReasonOptedOut: {DecisionSkip, true}, ReasonAlreadyInjected: {DecisionSkip, true},
+	ReasonNamespaceDisabled: {DecisionSkip, false}, ReasonNotOptedIn: {DecisionSkip, false},
+	ReasonHostNetwork: {DecisionSkip, false}, ReasonMirrorPod: {DecisionSkip, false},
+	ReasonExcludedNamespace: {DecisionSkip, false}, ReasonInjectorNamespace: {DecisionSkip, false},
+	ReasonNamespaceLabelInvalid: {DecisionSkip, false},
+
+	ReasonInvalidPod: {DecisionDeny, false}, ReasonNameConflict: {DecisionDeny, false},
+	ReasonProxyUIDConflict: {DecisionDeny, false}, ReasonInvalidSetting: {DecisionDeny, false},
+	ReasonForbiddenSetting: {DecisionDeny, false}, ReasonNoFreePort: {DecisionDeny, false},
+	ReasonOtherMesh: {DecisionDeny, false},
+}
+
 // Error is a deny: the pod cannot be injected as it is. Field names what was
 // wrong (an annotation, a container), Message how to fix it.
 type Error struct {

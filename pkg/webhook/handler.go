@@ -285,18 +285,17 @@ func (s *Server) denyBadRequest(out *reviewOut, d decision, reason inject.Reason
 
 // denyCode is the status code of an engine deny.
 func denyCode(r inject.Reason) int32 {
-	if r == inject.ReasonForbiddenSetting {
+	if r.Forbidden() {
 		return 403
 	}
 	return 400
 }
 
 // skipWarning tells the user why a pod got no sidecar: a silent skip is the
-// most confusing outcome. Opting out is what the user asked for and an
-// already injected pod is a normal reinvocation, so those two stay quiet.
+// most confusing outcome. Expected skips (opted out, a reinvocation of an
+// injected pod) stay quiet.
 func skipWarning(res inject.Result) string {
-	switch res.Reason {
-	case inject.ReasonOptedOut, inject.ReasonAlreadyInjected:
+	if res.Reason.Expected() {
 		return ""
 	}
 	msg := res.Message

@@ -198,15 +198,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 // naturalResult is the result an engine reason comes with outside audit mode.
 func naturalResult(r inject.Reason) Result {
-	switch r {
-	case inject.ReasonNamespaceEnabled, inject.ReasonPodOptedIn, inject.ReasonDefaultEnabled, inject.ReasonReinjected:
+	switch r.Decision() {
+	case inject.DecisionInject:
 		return ResultInjected
-	case inject.ReasonOptedOut, inject.ReasonNamespaceDisabled, inject.ReasonNotOptedIn, inject.ReasonHostNetwork,
-		inject.ReasonMirrorPod, inject.ReasonExcludedNamespace, inject.ReasonInjectorNamespace, inject.ReasonAlreadyInjected,
-		inject.ReasonNamespaceLabelInvalid:
+	case inject.DecisionSkip:
 		return ResultSkipped
-	case inject.ReasonInvalidPod, inject.ReasonNameConflict, inject.ReasonProxyUIDConflict,
-		inject.ReasonInvalidSetting, inject.ReasonForbiddenSetting, inject.ReasonNoFreePort, inject.ReasonOtherMesh:
+	case inject.DecisionDeny:
 		return ResultDenied
 	}
 	return ""
