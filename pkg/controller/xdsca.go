@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
@@ -21,11 +22,13 @@ type desiredKey struct {
 
 // caFile is --xds-ca-file, read again when its size or modification time
 // changes (a kubelet Secret update swaps a symlink, which os.Stat follows),
-// checked on the controller's ConfigPoll tick like the injector config.
-// Only the refresh loop calls read.
+// checked on the controller's ConfigPoll tick like the injector config,
+// and by every sync (which takes the newest config before it writes): read
+// is safe for concurrent use.
 type caFile struct {
 	path string
 
+	mu    sync.Mutex
 	cur   string // the last content that held a certificate
 	data  []byte // the last content read, good or bad (a bad one is reported once)
 	size  int64
@@ -37,6 +40,8 @@ type caFile struct {
 // certificate, else the previous good content with an error (once per
 // change of the file).
 func (f *caFile) read() (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	st, err := os.Stat(f.path)
 	if err != nil {
 		if f.read1 && f.size == -1 {
