@@ -143,26 +143,9 @@ func CheckQuantities(data []byte, path ...string) *Error {
 }
 
 // hasQuantityCandidate reports whether data holds a JSON string or number
-// token that looks numeric and is long or carries an exponent: the only
-// tokens that can be expensive quantities. One pass, no allocation.
+// token that could decode to an expensive quantity (quantityCandidate):
+// the only tokens worth a second decode. One pass, no allocation.
 func hasQuantityCandidate(data []byte) bool {
-	candidate := func(tok []byte) bool {
-		long := len(tok) > maxQuantityLen
-		// Quantity decoding trims white space, Unicode's included: skip
-		// it, and any non-ASCII byte, to be sure.
-		for len(tok) > 0 && (tok[0] == ' ' || tok[0] == '\t' || tok[0] == '\r' || tok[0] == '\n' || tok[0] >= 0x80) {
-			tok = tok[1:]
-		}
-		if len(tok) == 0 {
-			return false
-		}
-		switch c := tok[0]; {
-		case c == '+' || c == '-' || c == '.' || isDigit(c):
-		default:
-			return false
-		}
-		return long || bytes.ContainsAny(tok, "eE")
-	}
 	for i := 0; i < len(data); i++ {
 		c := data[i]
 		switch {
@@ -177,7 +160,7 @@ func hasQuantityCandidate(data []byte) bool {
 			if j > len(data) {
 				j = len(data)
 			}
-			if candidate(data[i+1 : j]) {
+			if quantityCandidate(data[i+1 : j]) {
 				return true
 			}
 			i = j
@@ -186,11 +169,62 @@ func hasQuantityCandidate(data []byte) bool {
 			for j < len(data) && (isDigit(data[j]) || data[j] == '.' || data[j] == 'e' || data[j] == 'E' || data[j] == '+' || data[j] == '-') {
 				j++
 			}
-			if candidate(data[i:j]) {
+			if quantityCandidate(data[i:j]) {
 				return true
 			}
 			i = j - 1
 		}
+	}
+	return false
+}
+
+// quantityCandidate says whether a token (a JSON string's raw bytes, or a
+// number) could be an expensive quantity: a number with an exponent, or a
+// long one (more than maxQuantityLen bytes) with a suffix ParseQuantity
+// knows. Anything else it rejects before any big-number work, so request
+// and pod UIDs, digests and versions that start with a digit and hold an
+// "e" (most reviews carry one) cost no second decode. A token with an
+// escape may decode to anything: it is a candidate.
+func quantityCandidate(tok []byte) bool {
+	if bytes.IndexByte(tok, '\\') >= 0 {
+		return true
+	}
+	// Quantity decoding trims white space, Unicode's included: skip it,
+	// and any non-ASCII byte, at both ends, to be sure.
+	space := func(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c >= 0x80 }
+	for len(tok) > 0 && space(tok[0]) {
+		tok = tok[1:]
+	}
+	for len(tok) > 0 && space(tok[len(tok)-1]) {
+		tok = tok[:len(tok)-1]
+	}
+	i := 0
+	if i < len(tok) && (tok[i] == '+' || tok[i] == '-') {
+		i++
+	}
+	digits := 0
+	for ; i < len(tok) && (isDigit(tok[i]) || tok[i] == '.'); i++ {
+		if isDigit(tok[i]) {
+			digits++
+		}
+	}
+	if digits == 0 {
+		return false
+	}
+	suffix := tok[i:]
+	if len(suffix) >= 2 && (suffix[0] == 'e' || suffix[0] == 'E') {
+		exp := suffix[1:]
+		if exp[0] == '+' || exp[0] == '-' {
+			exp = exp[1:]
+		}
+		return len(exp) > 0 && !bytes.ContainsFunc(exp, func(r rune) bool { return r < '0' || r > '9' })
+	}
+	if len(tok) <= maxQuantityLen {
+		return false
+	}
+	switch string(suffix) {
+	case "", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T", "P", "E":
+		return true
 	}
 	return false
 }

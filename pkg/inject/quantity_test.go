@@ -199,3 +199,32 @@ func TestAppPortCap(t *testing.T) {
 		t.Fatalf("at the cap: %v", err)
 	}
 }
+
+// Most reviews carry UIDs, digests and versions that start with a digit
+// and hold an "e": none of them is worth a second decode, while every
+// shape of an expensive quantity is.
+func TestQuantityCandidates(t *testing.T) {
+	for _, tok := range []string{
+		"5e3a1b2c-6d7f-4a8b-9c0d-1e2f3a4b5c6d", // a UUID
+		"0e7c9f3b2a1d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f", // a digest
+		"12e", "3eb", "1e5x", "100Mi", "250m", "1.5", "2", "v1.2e3", "", "-", ".", "e10",
+		"1234567890123456789012345678901234567890x", // long, but a suffix ParseQuantity refuses at once
+	} {
+		if quantityCandidate([]byte(tok)) {
+			t.Errorf("%q taken as a quantity candidate", tok)
+		}
+	}
+	for _, tok := range []string{
+		"1E-100000000", "1e+100000000", "1e5", "-2.5E3", " 1e9 ", "1e9\u00a0",
+		strings.Repeat("9", 1000), strings.Repeat("9", 40) + "Mi", "+" + strings.Repeat("1", 40) + "k",
+		`1\u0065-100000000`, // an escape may decode to an exponent
+	} {
+		if !quantityCandidate([]byte(tok)) {
+			t.Errorf("%q not taken as a quantity candidate", tok)
+		}
+	}
+	review := []byte(`{"request":{"uid":"5e3a1b2c-6d7f-4a8b-9c0d-1e2f3a4b5c6d","object":{"metadata":{"uid":"0e1f2a3b-4c5d-6e7f-8a9b-0c1d2e3f4a5b","resourceVersion":"12e"},"spec":{"containers":[{"image":"app@sha256:0e7c9f3b2a1d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f","resources":{"limits":{"cpu":"500m","memory":"128Mi"}}}]}}}}`)
+	if hasQuantityCandidate(review) {
+		t.Error("an ordinary review is scanned as holding an expensive quantity")
+	}
+}
