@@ -205,7 +205,7 @@ func TestAppPortCap(t *testing.T) {
 // shape of an expensive quantity is.
 func TestQuantityCandidates(t *testing.T) {
 	for _, tok := range []string{
-		"5e3a1b2c-6d7f-4a8b-9c0d-1e2f3a4b5c6d", // a UUID
+		"5e3a1b2c-6d7f-4a8b-9c0d-1e2f3a4b5c6d",                             // a UUID
 		"0e7c9f3b2a1d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f", // a digest
 		"12e", "3eb", "1e5x", "100Mi", "250m", "1.5", "2", "v1.2e3", "", "-", ".", "e10",
 		"1234567890123456789012345678901234567890x", // long, but a suffix ParseQuantity refuses at once
