@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -39,18 +38,9 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 		t.Fatal(err)
 	}
 	url := "https://127.0.0.1:" + strconv.Itoa(ports[0])
-	helm := func(args ...string) string {
-		t.Helper()
-		cmd := exec.CommandContext(ctx, env.cp.Binaries.Helm, append(args, "--kubeconfig", env.cp.Kubeconfig)...)
-		var out, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &stderr
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("helm %s: %v\n%s%s", strings.Join(args, " "), err, out.String(), stderr.String())
-		}
-		return out.String()
-	}
+	helm := func(args ...string) string { t.Helper(); return runHelm(t, ctx, args...) }
 	// The release's webhook entries are confined to this test's namespaces.
-	scopeSelector := `webhook.extraNamespaceSelector=[{"key":"` + scopeLabel + `","operator":"In","values":["` + scope + `"]}]`
+	scopeSelector := scopeSelectorValue(scope)
 	helm("install", release, chart, "-n", namespace, "--create-namespace",
 		"--set", "webhook.url="+url, "--set-json", scopeSelector)
 	installed := true

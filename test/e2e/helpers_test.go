@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -11,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -558,4 +560,23 @@ func clientWithWarnings(t *testing.T) (kubernetes.Interface, *warnings) {
 		t.Fatal(err)
 	}
 	return cs, w
+}
+
+// runHelm runs the helm binary against the control plane; a failure ends
+// the test with helm's output. It returns standard output.
+func runHelm(t *testing.T, ctx context.Context, args ...string) string {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, env.cp.Binaries.Helm, append(args, "--kubeconfig", env.cp.Kubeconfig)...)
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("helm %s: %v\n%s%s", strings.Join(args, " "), err, out.String(), stderr.String())
+	}
+	return out.String()
+}
+
+// scopeSelectorValue is the --set-json value that confines a release's
+// webhook entries to the namespaces labelled with scope.
+func scopeSelectorValue(scope string) string {
+	return `webhook.extraNamespaceSelector=[{"key":"` + scopeLabel + `","operator":"In","values":["` + scope + `"]}]`
 }

@@ -93,18 +93,9 @@ func TestReleaseFromLocalRegistry(t *testing.T) {
 		t.Error("helm push printed no chart digest")
 	}
 
-	helm := func(args ...string) string {
-		t.Helper()
-		cmd := exec.CommandContext(ctx, env.cp.Binaries.Helm, append(args, "--kubeconfig", env.cp.Kubeconfig)...)
-		var out, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &stderr
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("helm %s: %v\n%s%s", strings.Join(args, " "), err, out.String(), stderr.String())
-		}
-		return out.String()
-	}
+	helm := func(args ...string) string { t.Helper(); return runHelm(t, ctx, args...) }
 	// The release's webhook entries are confined to namespaces no test makes.
-	scopeSelector := `webhook.extraNamespaceSelector=[{"key":"` + scopeLabel + `","operator":"In","values":["` + scope + `"]}]`
+	scopeSelector := scopeSelectorValue(scope)
 	install := append([]string{"install", release}, first.InstallArgs(host)...)
 	helm(append(install, "-n", namespace, "--create-namespace", "--plain-http", "--set-json", scopeSelector, "--wait=false")...)
 	t.Cleanup(func() {

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -50,19 +48,11 @@ func TestHelmControllerRBACAndUninstall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	helm := func(args ...string) {
-		t.Helper()
-		cmd := exec.CommandContext(ctx, env.cp.Binaries.Helm, append(args, "--kubeconfig", env.cp.Kubeconfig)...)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out.String())
-		}
-	}
+	helm := func(args ...string) { t.Helper(); runHelm(t, ctx, args...) }
 	// The release's webhook entries are confined to this test's (pod-less) namespaces.
 	helm("install", release, chart, "-n", namespace, "--create-namespace",
 		"--set", "webhook.url=https://127.0.0.1:"+strconv.Itoa(ports[0]),
-		"--set-json", `webhook.extraNamespaceSelector=[{"key":"`+scopeLabel+`","operator":"In","values":["`+scope+`"]}]`)
+		"--set-json", scopeSelectorValue(scope))
 	installed := true
 	t.Cleanup(func() {
 		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
