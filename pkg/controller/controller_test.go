@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	metadatafake "k8s.io/client-go/metadata/fake"
 
@@ -96,17 +97,7 @@ func TestControllerWithFakes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	single := DefaultLeaderConfig()
-	single.Enabled = false
-	go func() { done <- c.RunElected(ctx, single, cs, nil) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	runSingle(t, c, cs)
 
 	want, err := envoy.RenderBootstrap(BootstrapFor(envoy.DefaultBootstrapConfig(), new(in.Config())))
 	if err != nil {
@@ -314,4 +305,21 @@ func TestAdmissionLookupAllocs(t *testing.T) {
 	if n == 0 {
 		t.Fatal("nothing read")
 	}
+}
+
+// runSingle runs c as a single replica (no Lease) until the test ends,
+// and fails the test if Run returns an error.
+func runSingle(t *testing.T, c *Controller, cs kubernetes.Interface) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	single := DefaultLeaderConfig()
+	single.Enabled = false
+	go func() { done <- c.RunElected(ctx, single, cs, nil) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
 }

@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"context"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -110,17 +109,7 @@ func TestXDSCAFromFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	single := DefaultLeaderConfig()
-	single.Enabled = false
-	go func() { done <- c.RunElected(ctx, single, cs, nil) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	runSingle(t, c, cs)
 	carries := func(ca []byte) func() error {
 		return func() error {
 			cm, err := cs.CoreV1().ConfigMaps("shop").Get(t.Context(), inject.ConfigMapName, metav1.GetOptions{})
