@@ -116,16 +116,8 @@ func start(t *testing.T, name string, args []string, readyURL string, env ...str
 func startWebhook(t *testing.T) *child {
 	t.Helper()
 	dir := t.TempDir()
-	ca, err := testenv.NewCA("memtest", time.Hour)
+	ca, certFile, keyFile, err := testenv.LoopbackFiles(dir, "webhook", time.Hour)
 	if err != nil {
-		t.Fatal(err)
-	}
-	kp, err := ca.Issue(testenv.LoopbackServing("webhook", time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	if err := kp.WriteFiles(certFile, keyFile); err != nil {
 		t.Fatal(err)
 	}
 	ports, err := testenv.FreePorts(2)

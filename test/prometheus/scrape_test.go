@@ -81,16 +81,8 @@ func TestPrometheusScrape(t *testing.T) {
 	delete(annotations, "controller")
 
 	injector := buildInjector(t, root, dir)
-	ca, err := testenv.NewCA("promtest-ca", time.Hour)
+	ca, certFile, keyFile, err := testenv.LoopbackFiles(dir, "webhook", time.Hour)
 	if err != nil {
-		t.Fatal(err)
-	}
-	kp, err := ca.Issue(testenv.LoopbackServing("webhook", time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	if err := kp.WriteFiles(certFile, keyFile); err != nil {
 		t.Fatal(err)
 	}
 	webhookArgs := []string{"webhook",

@@ -28,6 +28,12 @@ func NewCA(commonName string, validity time.Duration) (*CA, error) {
 	return testca.New(commonName, validity)
 }
 
+// LoopbackFiles makes a CA and a loopback serving pair under it, written
+// to dir/tls.crt and dir/tls.key.
+func LoopbackFiles(dir, commonName string, validity time.Duration) (ca *CA, certFile, keyFile string, err error) {
+	return testca.LoopbackFiles(dir, commonName, validity)
+}
+
 // LoopbackServing is a serving certificate for 127.0.0.1, ::1 and localhost.
 func LoopbackServing(commonName string, validity time.Duration) Leaf {
 	return testca.LoopbackServing(commonName, validity)
