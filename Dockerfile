@@ -1,7 +1,8 @@
 # The sidecar-injector image for users with Docker: the same contents as
 # `make images` (which builds it without a container engine, for
 # linux/amd64 and linux/arm64, reproducibly, with an SBOM): the static
-# binary on an empty base, LICENSE and NOTICE, user 65532. The root
+# binaries (sidecar-injector, and sidecar-injector-webhook which the chart
+# runs for the webhook) on an empty base, LICENSE and NOTICE, user 65532. The root
 # filesystem comes from the same Go builder (hack/images --unpack), so the
 # two cannot drift; only the image metadata below is repeated.
 #   docker build -t sidecar-injector:dev --build-arg VERSION=$(git describe --tags --always) .

@@ -15,8 +15,9 @@ help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 .PHONY: build
-build: ## build sidecar-injector and iptables-init into bin/ (static)
+build: ## build sidecar-injector, sidecar-injector-webhook and iptables-init into bin/ (static)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/sidecar-injector ./cmd/sidecar-injector
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/sidecar-injector-webhook ./cmd/sidecar-injector-webhook
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/iptables-init ./iptables-init
 
 .PHONY: deps

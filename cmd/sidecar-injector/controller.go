@@ -6,6 +6,7 @@ import (
 
 	"k8s.io/klog/v2"
 
+	"github.com/sidecar-injector/sidecar-injector/internal/serverflags"
 	"github.com/sidecar-injector/sidecar-injector/pkg/controller"
 )
 
@@ -13,13 +14,13 @@ import (
 // write access to the cluster. flags -> Config.Validate() -> run.
 func runController(ctx context.Context, args []string, io stdio) error {
 	cfg := controller.DefaultAppConfig()
-	logCfg := defaultLogConfig()
-	gc := defaultGCConfig(100)
+	logCfg := serverflags.DefaultLogConfig()
+	gc := serverflags.DefaultGCConfig(100)
 	fs := newFlagSet("controller", io)
 	cfg.AddFlags(fs)
 	logCfg.AddFlags(fs)
 	gc.AddFlags(fs)
-	if err := parseFlags(fs, args); err != nil {
+	if err := serverflags.Parse(fs, args); err != nil {
 		return err
 	}
 	if err := cfg.Validate(); err != nil {
@@ -28,11 +29,11 @@ func runController(ctx context.Context, args []string, io stdio) error {
 	if err := gc.Validate(); err != nil {
 		return err
 	}
-	log, err := logCfg.logger(io.err)
+	log, err := logCfg.Logger(io.err)
 	if err != nil {
 		return err
 	}
-	gc.apply(log)
+	gc.Apply(log)
 	klog.SetSlogLogger(log) // client-go (leader election, informers) logs through klog
 	return controller.RunApp(ctx, cfg, log)
 }

@@ -9,33 +9,34 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sidecar-injector/sidecar-injector/internal/serverflags"
 	"github.com/sidecar-injector/sidecar-injector/pkg/xds"
 )
 
 // runXDS is `sidecar-injector xds`: flags -> Config.Validate() -> wire -> run.
 func runXDS(ctx context.Context, args []string, io stdio) error {
 	cfg := xds.DefaultConfig()
-	logCfg := defaultLogConfig()
+	logCfg := serverflags.DefaultLogConfig()
 	// Measured with make bench-xds: the server holds little live memory per
 	// proxy, and most of its CPU under a connection storm went to the GC.
-	gc := defaultGCConfig(400)
+	gc := serverflags.DefaultGCConfig(400)
 	fs := newFlagSet("xds", io)
 	cfg.AddFlags(fs)
 	logCfg.AddFlags(fs)
 	gc.AddFlags(fs)
 	cpuProfile := ""
 	fs.StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile of the whole run to this file (benchmarks)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := serverflags.Parse(fs, args); err != nil {
 		return err
 	}
-	log, err := logCfg.logger(io.err)
+	log, err := logCfg.Logger(io.err)
 	if err != nil {
 		return err
 	}
 	if err := errors.Join(cfg.Validate(), gc.Validate()); err != nil {
 		return err
 	}
-	gc.apply(log)
+	gc.Apply(log)
 	reg := prometheus.NewRegistry()
 	app, err := xds.New(cfg, log, reg, reg)
 	if err != nil {

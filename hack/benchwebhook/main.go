@@ -107,7 +107,7 @@ func run(o options) error {
 	// Build the three programs (the kit's modules are standalone).
 	admitload := filepath.Join(work, "admitload")
 	nullhook := filepath.Join(work, "nullhook")
-	injector := filepath.Join(work, "sidecar-injector")
+	injector := filepath.Join(work, "sidecar-injector-webhook")
 	for _, b := range []struct{ dir, out string }{
 		{filepath.Join(o.kit, "admitload"), admitload},
 		{filepath.Join(o.kit, "nullhook"), nullhook},
@@ -115,9 +115,10 @@ func run(o options) error {
 	} {
 		pkg := "."
 		if b.dir == "." {
-			pkg = "./cmd/sidecar-injector"
+			// The webhook's own binary, built as the image builds it.
+			pkg = "./cmd/sidecar-injector-webhook"
 		}
-		cmd := exec.Command("go", "build", "-trimpath", "-o", b.out, pkg)
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", b.out, pkg)
 		cmd.Dir = b.dir
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off")
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
@@ -140,7 +141,7 @@ func run(o options) error {
 			return []string{"-addr", tlsAddr, "-cert", cert, "-key", key}
 		}},
 		{name: "webhook", path: "/mutate", bin: injector, args: func(tlsAddr, healthAddr, cert, key string) []string {
-			args := []string{"webhook", "--tls-cert-file", cert, "--tls-key-file", key,
+			args := []string{"--tls-cert-file", cert, "--tls-key-file", key,
 				"--listen-address", tlsAddr, "--health-address", healthAddr, "--drain-delay", "0s"}
 			if o.profile != "" {
 				args = append(args, "--enable-pprof")

@@ -113,7 +113,7 @@ func render(o options, env string, rows []row, patchCheck string) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p("`make bench-webhook` (hack/bench-webhook.sh) on %s, %s. ", env, time.Now().UTC().Format("2006-01-02"))
-	p("The shared kit's `nullhook` and `sidecar-injector webhook` (default config, outside a cluster) ran one after the other, ")
+	p("The shared kit's `nullhook` and `sidecar-injector-webhook` (the chart's webhook binary, default config, outside a cluster) ran one after the other, ")
 	p("%d repetitions of each, driven by `admitload -h2` (one HTTP/2 connection, like kube-apiserver) for %s after a %s warm-up ", o.reps, o.duration, o.warmup)
 	p("at each concurrency; every reply was validated by admitload. Figures are medians over the repetitions; ")
 	p("ratios are webhook ÷ null. Server CPU is user+system time of the server process over the measured window per request; ")

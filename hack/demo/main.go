@@ -1,5 +1,5 @@
 // Command demo is `make demo`: it brings up the local control plane of
-// package test/testenv, runs `sidecar-injector webhook` and `sidecar-injector
+// package test/testenv, runs `sidecar-injector-webhook` and `sidecar-injector
 // xds` as local processes, registers the webhook as the Helm chart does (with
 // a loopback URL), applies a sample two-container Deployment in a namespace
 // labelled sidecar-injection=enabled, and prints what the injector made of
@@ -133,7 +133,8 @@ type demo struct {
 	dir      string
 	procs    []*testenv.Process
 	root     string
-	injector string
+	injector string // sidecar-injector (xds, controller)
+	webhook  string // sidecar-injector-webhook
 }
 
 func (d *demo) step(n int, format string, args ...any) {
@@ -258,10 +259,11 @@ func (d *demo) stop() {
 
 func (d *demo) buildInjector(ctx context.Context) error {
 	d.injector = filepath.Join(d.dir, "sidecar-injector")
-	cmd := exec.CommandContext(ctx, d.cfg.Build.Go, "build", "-o", d.injector, "./cmd/sidecar-injector")
+	d.webhook = filepath.Join(d.dir, "sidecar-injector-webhook")
+	cmd := exec.CommandContext(ctx, d.cfg.Build.Go, "build", "-o", d.dir+string(filepath.Separator), "./cmd/sidecar-injector", "./cmd/sidecar-injector-webhook")
 	cmd.Dir = d.root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/sidecar-injector: %w\n%s", err, out)
+		return fmt.Errorf("go build ./cmd/sidecar-injector ./cmd/sidecar-injector-webhook: %w\n%s", err, out)
 	}
 	return nil
 }
@@ -283,20 +285,20 @@ func (d *demo) startWebhook(ctx context.Context) (string, []byte, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	p, err := d.startProc(ctx, "webhook", ports[1], "webhook",
+	p, err := d.startProc(ctx, "webhook", ports[1], d.webhook,
 		"--tls-cert-file", certFile, "--tls-key-file", keyFile,
 		"--listen-address", "127.0.0.1:"+strconv.Itoa(ports[0]),
 		"--health-address", "127.0.0.1:"+strconv.Itoa(ports[1]),
 		"--kubeconfig", d.cp.Kubeconfig, "--drain-delay", "0s", "--log-format", "text")
 	if err != nil {
-		return "", nil, fmt.Errorf("sidecar-injector webhook: %w\n%s", err, p.LogTail(15))
+		return "", nil, fmt.Errorf("sidecar-injector-webhook: %w\n%s", err, p.LogTail(15))
 	}
 	// The controller, a process of its own (one replica: no election).
 	cport, err := testenv.FreePorts(1)
 	if err != nil {
 		return "", nil, err
 	}
-	if p, err := d.startProc(ctx, "controller", cport[0], "controller", "--kubeconfig", d.cp.Kubeconfig,
+	if p, err := d.startProc(ctx, "controller", cport[0], d.injector, "controller", "--kubeconfig", d.cp.Kubeconfig,
 		"--health-address", "127.0.0.1:"+strconv.Itoa(cport[0]), "--leader-elect=false", "--log-format", "text"); err != nil {
 		return "", nil, fmt.Errorf("sidecar-injector controller: %w\n%s", err, p.LogTail(15))
 	}
@@ -333,7 +335,7 @@ func (d *demo) startXDS(ctx context.Context) (string, error) {
 		return "", err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(ports[0])
-	p, err := d.startProc(ctx, "xds", ports[1], "xds",
+	p, err := d.startProc(ctx, "xds", ports[1], d.injector, "xds",
 		"--listen-address", addr, "--health-address", "127.0.0.1:"+strconv.Itoa(ports[1]),
 		"--shutdown-delay", "0s", "--log-format", "text",
 		// The demo's proxies are simulated from this host, not from their
@@ -351,8 +353,8 @@ func (d *demo) startXDS(ctx context.Context) (string, error) {
 
 // startProc starts the injector binary with args and waits for /readyz on
 // the health port.
-func (d *demo) startProc(ctx context.Context, name string, healthPort int, args ...string) (*testenv.Process, error) {
-	p, err := testenv.StartProcess(testenv.ProcessSpec{Name: name, Path: d.injector, Args: args, LogFile: filepath.Join(d.dir, name+".log")})
+func (d *demo) startProc(ctx context.Context, name string, healthPort int, bin string, args ...string) (*testenv.Process, error) {
+	p, err := testenv.StartProcess(testenv.ProcessSpec{Name: name, Path: bin, Args: args, LogFile: filepath.Join(d.dir, name+".log")})
 	if err != nil {
 		return nil, err
 	}

@@ -45,6 +45,7 @@ const (
 // Paths inside the images.
 const (
 	InjectorBinary     = "/sidecar-injector"
+	WebhookBinary      = "/sidecar-injector-webhook"
 	IptablesInitBinary = "/usr/local/bin/iptables-init"
 	// XtablesLockfile is where legacy iptables takes its lock: /run is on
 	// the read-only root filesystem the chart asks for, /dev/shm is a
@@ -300,17 +301,22 @@ func (b *builder) annotations(name, description, licenses string) map[string]str
 
 func (b *builder) image(ctx context.Context, name string) (Result, error) {
 	res := Result{Name: name, Manifests: map[string]v1.Hash{}}
+	// binaries: the Go packages of the image, the first its entrypoint.
+	type binary struct{ pkg, path string }
 	var (
-		pkg, binPath, description, licenses, user string
-		env                                       []string
+		bins                        []binary
+		description, licenses, user string
+		env                         []string
 	)
 	switch name {
 	case Injector:
-		pkg, binPath, user = "./cmd/sidecar-injector", InjectorBinary, NonRootUser
+		// The webhook runs its own lean binary (sidecar-injector-webhook);
+		// xds, controller and the CLI run sidecar-injector.
+		bins, user = []binary{{"./cmd/sidecar-injector", InjectorBinary}, {"./cmd/sidecar-injector-webhook", WebhookBinary}}, NonRootUser
 		description = "sidecar-injector: the admission webhook, xDS server and controller of the Envoy sidecar injector"
 		licenses = "Apache-2.0"
 	case IptablesInit:
-		pkg, binPath, user = "./iptables-init", IptablesInitBinary, "0:0"
+		bins, user = []binary{{"./iptables-init", IptablesInitBinary}}, "0:0"
 		description = "iptables-init: the init container that redirects a pod's TCP traffic through its Envoy sidecar (iptables nft and legacy)"
 		licenses = "Apache-2.0 AND GPL-2.0-or-later AND LGPL-2.1-or-later"
 		env = []string{"XTABLES_LOCKFILE=" + XtablesLockfile}
@@ -323,22 +329,27 @@ func (b *builder) image(ctx context.Context, name string) (Result, error) {
 	sbom.init(name, b.cfg, b.mtime)
 	for _, platform := range b.cfg.Platforms {
 		goos, goarch, _ := strings.Cut(platform, "/")
-		bin, err := b.goBinary(ctx, pkg, platform)
-		if err != nil {
-			return res, err
-		}
-		data, err := os.ReadFile(bin)
-		if err != nil {
-			return res, err
-		}
 		fs := rootfs{}
-		if err := fs.addFile(binPath, data, true); err != nil {
-			return res, err
+		var built []string
+		for _, bin := range bins {
+			file, err := b.goBinary(ctx, bin.pkg, platform)
+			if err != nil {
+				return res, err
+			}
+			data, err := os.ReadFile(file)
+			if err != nil {
+				return res, err
+			}
+			if err := fs.addFile(bin.path, data, true); err != nil {
+				return res, err
+			}
+			built = append(built, file)
 		}
 		if err := b.licenses(fs); err != nil {
 			return res, err
 		}
 		var debs []debPackage
+		var err error
 		if name == IptablesInit {
 			arch, _ := debArch(goarch)
 			a := apt{dir: filepath.Join(b.cfg.CacheDir, "apt", arch), arch: arch, log: b.log}
@@ -372,7 +383,7 @@ func (b *builder) image(ctx context.Context, name string) (Result, error) {
 		img, err = mutate.ConfigFile(img, &v1.ConfigFile{
 			Architecture: goarch, OS: goos, Created: created,
 			Config: v1.Config{
-				User: user, Entrypoint: []string{binPath}, Env: env, WorkingDir: "/", Labels: ann,
+				User: user, Entrypoint: []string{bins[0].path}, Env: env, WorkingDir: "/", Labels: ann,
 			},
 			RootFS: v1.RootFS{Type: "layers"},
 		})
@@ -396,7 +407,7 @@ func (b *builder) image(ctx context.Context, name string) (Result, error) {
 			Add:        img,
 			Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: goos, Architecture: goarch}},
 		})
-		if err := sbom.addPlatform(platform, d, bin, debs); err != nil {
+		if err := sbom.addPlatform(platform, d, built, debs); err != nil {
 			return res, err
 		}
 	}

@@ -113,8 +113,8 @@ func TestImagesWithoutRuntime(t *testing.T) {
 		for _, e := range entries {
 			names = append(names, e.Name())
 		}
-		if diff := slices.Compare(names, []string{"licenses", "sidecar-injector"}); diff != 0 {
-			t.Errorf("root holds %q, want only the binary and licenses/", names)
+		if diff := slices.Compare(names, []string{"licenses", "sidecar-injector", "sidecar-injector-webhook"}); diff != 0 {
+			t.Errorf("root holds %q, want only the two binaries and licenses/", names)
 		}
 		for _, f := range []string{"licenses/LICENSE", "licenses/NOTICE"} {
 			if _, err := os.Stat(filepath.Join(root, f)); err != nil {
@@ -129,6 +129,14 @@ func TestImagesWithoutRuntime(t *testing.T) {
 		}
 		if want := "sidecar-injector " + testVersion + " ("; !strings.HasPrefix(string(out), want) {
 			t.Errorf("version printed %q, want it to start with %q", out, want)
+		}
+		// The webhook's own binary, which the chart runs.
+		out, err = exec.CommandContext(ctx, "chroot", "--userspec="+cfg.Config.User, root, WebhookBinary, "--version").CombinedOutput()
+		if err != nil {
+			t.Fatalf("chroot %s %s --version: %v\n%s", root, WebhookBinary, err, out)
+		}
+		if want := "sidecar-injector-webhook " + testVersion + " ("; !strings.HasPrefix(string(out), want) {
+			t.Errorf("%s --version printed %q, want it to start with %q", WebhookBinary, out, want)
 		}
 		checkSBOM(t, r.SBOM, "pkg:golang/k8s.io/client-go@", "pkg:golang/stdlib@")
 	})

@@ -99,7 +99,7 @@ func goPurl(path, version string) string {
 
 // addPlatform records one platform's image: its manifest, the Go
 // program's modules (from the binary's build info) and the Debian packages.
-func (s *sbomDoc) addPlatform(platform string, manifest v1.Hash, binary string, debs []debPackage) error {
+func (s *sbomDoc) addPlatform(platform string, manifest v1.Hash, binaries []string, debs []debPackage) error {
 	_, arch, _ := strings.Cut(platform, "/")
 	imgID := spdxID("image", s.image, arch)
 	s.images = append(s.images, imgID)
@@ -112,42 +112,44 @@ func (s *sbomDoc) addPlatform(platform string, manifest v1.Hash, binary string, 
 			fmt.Sprintf("pkg:oci/%s@%s?arch=%s", s.image, strings.ReplaceAll(manifest.String(), ":", "%3A"), arch)}},
 	})
 
-	bi, err := buildinfo.ReadFile(binary)
-	if err != nil {
-		return fmt.Errorf("read the build info of %s: %w", binary, err)
-	}
-	mainID := spdxID("go", bi.Path, arch)
-	s.add(spdxPackage{
-		SPDXID: mainID, Name: bi.Path, VersionInfo: s.cfg.Version,
-		DownloadLocation: "https://" + Module, Purpose: "APPLICATION",
-		LicenseConcluded: "NOASSERTION", LicenseDeclared: "Apache-2.0", CopyrightText: "NOASSERTION",
-		SourceInfo:   "revision " + s.cfg.Revision,
-		ExternalRefs: []spdxExternalRef{{"PACKAGE-MANAGER", "purl", goPurl(bi.Main.Path, s.cfg.Version)}},
-	})
-	s.rel(imgID, "CONTAINS", mainID)
-	stdID := spdxID("go", "stdlib", bi.GoVersion)
-	s.add(spdxPackage{
-		SPDXID: stdID, Name: "stdlib", VersionInfo: bi.GoVersion, DownloadLocation: "https://go.dev/dl/",
-		LicenseConcluded: "NOASSERTION", LicenseDeclared: "BSD-3-Clause", CopyrightText: "NOASSERTION", Purpose: "LIBRARY",
-		ExternalRefs: []spdxExternalRef{{"PACKAGE-MANAGER", "purl", goPurl("stdlib", bi.GoVersion)}},
-	})
-	s.rel(mainID, "DEPENDS_ON", stdID)
-	for _, d := range bi.Deps {
-		if d.Replace != nil {
-			d = d.Replace
+	for _, binary := range binaries {
+		bi, err := buildinfo.ReadFile(binary)
+		if err != nil {
+			return fmt.Errorf("read the build info of %s: %w", binary, err)
 		}
-		id := spdxID("go", d.Path, d.Version)
-		p := spdxPackage{
-			SPDXID: id, Name: d.Path, VersionInfo: d.Version,
-			DownloadLocation: "https://proxy.golang.org/" + d.Path + "/@v/" + d.Version + ".zip", Purpose: "LIBRARY",
-			LicenseConcluded: "NOASSERTION", LicenseDeclared: "NOASSERTION", CopyrightText: "NOASSERTION",
-			ExternalRefs: []spdxExternalRef{{"PACKAGE-MANAGER", "purl", goPurl(d.Path, d.Version)}},
+		mainID := spdxID("go", bi.Path, arch)
+		s.add(spdxPackage{
+			SPDXID: mainID, Name: bi.Path, VersionInfo: s.cfg.Version,
+			DownloadLocation: "https://" + Module, Purpose: "APPLICATION",
+			LicenseConcluded: "NOASSERTION", LicenseDeclared: "Apache-2.0", CopyrightText: "NOASSERTION",
+			SourceInfo:   "revision " + s.cfg.Revision,
+			ExternalRefs: []spdxExternalRef{{"PACKAGE-MANAGER", "purl", goPurl(bi.Main.Path, s.cfg.Version)}},
+		})
+		s.rel(imgID, "CONTAINS", mainID)
+		stdID := spdxID("go", "stdlib", bi.GoVersion)
+		s.add(spdxPackage{
+			SPDXID: stdID, Name: "stdlib", VersionInfo: bi.GoVersion, DownloadLocation: "https://go.dev/dl/",
+			LicenseConcluded: "NOASSERTION", LicenseDeclared: "BSD-3-Clause", CopyrightText: "NOASSERTION", Purpose: "LIBRARY",
+			ExternalRefs: []spdxExternalRef{{"PACKAGE-MANAGER", "purl", goPurl("stdlib", bi.GoVersion)}},
+		})
+		s.rel(mainID, "DEPENDS_ON", stdID)
+		for _, d := range bi.Deps {
+			if d.Replace != nil {
+				d = d.Replace
+			}
+			id := spdxID("go", d.Path, d.Version)
+			p := spdxPackage{
+				SPDXID: id, Name: d.Path, VersionInfo: d.Version,
+				DownloadLocation: "https://proxy.golang.org/" + d.Path + "/@v/" + d.Version + ".zip", Purpose: "LIBRARY",
+				LicenseConcluded: "NOASSERTION", LicenseDeclared: "NOASSERTION", CopyrightText: "NOASSERTION",
+				ExternalRefs: []spdxExternalRef{{"PACKAGE-MANAGER", "purl", goPurl(d.Path, d.Version)}},
+			}
+			if h, ok := strings.CutPrefix(d.Sum, "h1:"); ok {
+				p.SourceInfo = "go.sum h1:" + h
+			}
+			s.add(p)
+			s.rel(mainID, "DEPENDS_ON", id)
 		}
-		if h, ok := strings.CutPrefix(d.Sum, "h1:"); ok {
-			p.SourceInfo = "go.sum h1:" + h
-		}
-		s.add(p)
-		s.rel(mainID, "DEPENDS_ON", id)
 	}
 	for _, d := range debs {
 		id := spdxID("deb", d.Name, d.Version, d.Arch)

@@ -27,18 +27,6 @@ const (
 // PodStates lists the counted states in a fixed order.
 func PodStates() []PodState { return []PodState{PodCurrent, PodStale, PodMissing} }
 
-// Namespace labels read by the controller.
-const (
-	// PodSecurityEnforceLabel is the Pod Security admission level a
-	// namespace enforces.
-	PodSecurityEnforceLabel = "pod-security.kubernetes.io/enforce"
-	// ManagedByLabel marks the envoy-config ConfigMaps the controller made;
-	// one without it is never changed or deleted.
-	ManagedByLabel = "app.kubernetes.io/managed-by"
-	// ManagedByValue is ManagedByLabel's value.
-	ManagedByValue = "sidecar-injector"
-)
-
 // alwaysExcluded are never injected (DESIGN.md "Who gets a sidecar").
 var alwaysExcluded = []string{"kube-system", "kube-public", "kube-node-lease"}
 
@@ -168,15 +156,4 @@ func ClassifyPod(f PodFacts, e Expectation, currentHash string) PodState {
 		}
 	}
 	return PodIgnored
-}
-
-// PodSecurityBlocks says whether a namespace's enforced Pod Security level
-// rejects iptables-init (NET_ADMIN and NET_RAW): baseline and restricted do.
-// It returns the level, or "" when injected pods are admitted.
-func PodSecurityBlocks(labels map[string]string) string {
-	switch v := labels[PodSecurityEnforceLabel]; v {
-	case "baseline", "restricted":
-		return v
-	}
-	return ""
 }

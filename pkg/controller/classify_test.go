@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
+	"github.com/sidecar-injector/sidecar-injector/pkg/nsview"
 )
 
 func TestNamespaceExpectation(t *testing.T) {
@@ -122,11 +123,11 @@ func TestClassifyPod(t *testing.T) {
 func TestPodSecurityBlocks(t *testing.T) {
 	t.Parallel()
 	for v, want := range map[string]string{"baseline": "baseline", "restricted": "restricted", "privileged": "", "": "", "Baseline": ""} {
-		if got := PodSecurityBlocks(map[string]string{PodSecurityEnforceLabel: v}); got != want {
+		if got := nsview.PodSecurityBlocks(map[string]string{nsview.PodSecurityEnforceLabel: v}); got != want {
 			t.Errorf("enforce=%q: got %q, want %q", v, got, want)
 		}
 	}
-	if got := PodSecurityBlocks(nil); got != "" {
+	if got := nsview.PodSecurityBlocks(nil); got != "" {
 		t.Errorf("no labels: got %q", got)
 	}
 }
@@ -135,23 +136,23 @@ func TestNamespaceWarnings(t *testing.T) {
 	t.Parallel()
 	ns := strings.Repeat("n", 32) // the longest name whose warnings fit in full
 	for _, tc := range []struct {
-		state ConfigMapState
+		state nsview.ConfigMapState
 		psa   string
 		want  []string
 	}{
-		{ConfigMapOurs, "", nil},
-		{ConfigMapUnknown, "", nil},
-		{ConfigMapMissing, "", []string{"envoy-config ConfigMap missing in namespace " + ns + ": injected pods cannot start until it exists"}},
-		{ConfigMapForeign, "", []string{"envoy-config ConfigMap in namespace " + ns + " is not managed by sidecar-injector; left untouched"}},
-		{ConfigMapOurs, "restricted", []string{"namespace enforces Pod Security restricted: iptables-init needs NET_ADMIN and NET_RAW, injected pods will be rejected"}},
-		{ConfigMapMissing, "baseline", []string{
+		{nsview.ConfigMapOurs, "", nil},
+		{nsview.ConfigMapUnknown, "", nil},
+		{nsview.ConfigMapMissing, "", []string{"envoy-config ConfigMap missing in namespace " + ns + ": injected pods cannot start until it exists"}},
+		{nsview.ConfigMapForeign, "", []string{"envoy-config ConfigMap in namespace " + ns + " is not managed by sidecar-injector; left untouched"}},
+		{nsview.ConfigMapOurs, "restricted", []string{"namespace enforces Pod Security restricted: iptables-init needs NET_ADMIN and NET_RAW, injected pods will be rejected"}},
+		{nsview.ConfigMapMissing, "baseline", []string{
 			"envoy-config ConfigMap missing in namespace " + ns + ": injected pods cannot start until it exists",
 			"namespace enforces Pod Security baseline: iptables-init needs NET_ADMIN and NET_RAW, injected pods will be rejected",
 		}},
 	} {
-		got := NamespaceWarnings(ns, tc.state, tc.psa)
+		got := nsview.NamespaceWarnings(ns, tc.state, tc.psa)
 		if diff := cmp.Diff(tc.want, got); diff != "" {
-			t.Errorf("NamespaceWarnings(%q, %q) (-want +got):\n%s", tc.state, tc.psa, diff)
+			t.Errorf("nsview.NamespaceWarnings(%q, %q) (-want +got):\n%s", tc.state, tc.psa, diff)
 		}
 		for _, w := range got {
 			if len(w) > 120 {

@@ -1,35 +1,27 @@
 package controller
 
 import (
-	"errors"
 	"fmt"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/sidecar-injector/sidecar-injector/internal/kubeconfig"
 )
 
 // ErrNoClusterConfig: no --kubeconfig and not running in a pod. The
 // controller needs cluster access: run it in a pod or pass --kubeconfig.
-var ErrNoClusterConfig = errors.New("no cluster config: run in a pod or pass --kubeconfig")
+var ErrNoClusterConfig = kubeconfig.ErrNoClusterConfig
 
 // RESTConfig is the cluster config of the controller: the kubeconfig file
 // when given, else the in-cluster config. Client rate limits are raised
 // from client-go's 5 QPS so that a new config reaches thousands of
 // namespaces in minutes, not hours.
-func RESTConfig(kubeconfig string) (*rest.Config, error) {
-	var cfg *rest.Config
-	var err error
-	if kubeconfig != "" {
-		if cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig); err != nil {
-			return nil, fmt.Errorf("read --kubeconfig %q: %w", kubeconfig, err)
-		}
-	} else if cfg, err = rest.InClusterConfig(); err != nil {
-		if errors.Is(err, rest.ErrNotInCluster) {
-			return nil, ErrNoClusterConfig
-		}
-		return nil, fmt.Errorf("in-cluster config: %w", err)
+func RESTConfig(path string) (*rest.Config, error) {
+	cfg, err := kubeconfig.Load(path)
+	if err != nil {
+		return nil, err
 	}
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = 50, 100

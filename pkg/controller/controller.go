@@ -46,6 +46,7 @@ import (
 
 	"github.com/sidecar-injector/sidecar-injector/envoy"
 	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
+	"github.com/sidecar-injector/sidecar-injector/pkg/nsview"
 )
 
 // podsResource is the pods resource, watched through the metadata API.
@@ -190,7 +191,7 @@ func (c *Controller) setLeading(on bool) {
 }
 
 // HasSynced says whether the caches have synced; before that NamespaceState
-// answers ConfigMapUnknown.
+// answers nsview.ConfigMapUnknown.
 func (c *Controller) HasSynced() bool { return c.synced.Load() }
 
 // Run starts the informers, waits for their caches, then reconciles
@@ -369,7 +370,7 @@ func (c *Controller) sync(ctx context.Context, name string) error {
 	cm := c.cachedConfigMap(name)
 	keys, _ := c.pods.GetIndexer().IndexKeys(injectedIndex, name)
 	e := &nsEntry{
-		podSecurity: PodSecurityBlocks(ns.Labels),
+		podSecurity: nsview.PodSecurityBlocks(ns.Labels),
 		wanted:      WantsEnvoyConfig(NamespaceExpectation(name, ns.Labels, &d.cfg), len(keys) > 0),
 	}
 	if v, ok := ns.Labels[inject.NamespaceLabel]; ok && !ValidNamespaceLabel(v) {
@@ -382,19 +383,19 @@ func (c *Controller) sync(ctx context.Context, name string) error {
 	switch {
 	case ns.DeletionTimestamp != nil:
 		// Terminating: everything in it goes away; writes would be refused.
-	case !e.wanted && state == ConfigMapOurs:
+	case !e.wanted && state == nsview.ConfigMapOurs:
 		if err = c.deleteOurs(ctx, cm); err == nil {
-			state = ConfigMapMissing
+			state = nsview.ConfigMapMissing
 		}
 	case !e.wanted:
-	case state == ConfigMapForeign:
+	case state == nsview.ConfigMapForeign:
 		c.rec.namespaceEvent(name, related(cm), EventEnvoyConfigNotManaged, foreignNote(name, ""))
-	case state == ConfigMapOurs && d.upToDate(cm, c.owner):
+	case state == nsview.ConfigMapOurs && d.upToDate(cm, c.owner):
 	default:
 		state, err = c.apply(ctx, name, cm, d)
 	}
 	e.envoyConfig = state
-	e.warnings = NamespaceWarnings(name, state, e.podSecurity)
+	e.warnings = nsview.NamespaceWarnings(name, state, e.podSecurity)
 	c.setEntry(name, e)
 	return err
 }
@@ -436,18 +437,18 @@ func (c *Controller) countNamespaces() {
 			continue
 		}
 		switch e.envoyConfig {
-		case ConfigMapOurs:
+		case nsview.ConfigMapOurs:
 			ours++
-		case ConfigMapMissing:
+		case nsview.ConfigMapMissing:
 			missing++
-		case ConfigMapForeign:
+		case nsview.ConfigMapForeign:
 			foreign++
 		}
 	}
 	c.mu.RUnlock()
-	c.metrics.namespaces.WithLabelValues(string(ConfigMapOurs)).Set(float64(ours))
-	c.metrics.namespaces.WithLabelValues(string(ConfigMapMissing)).Set(float64(missing))
-	c.metrics.namespaces.WithLabelValues(string(ConfigMapForeign)).Set(float64(foreign))
+	c.metrics.namespaces.WithLabelValues(string(nsview.ConfigMapOurs)).Set(float64(ours))
+	c.metrics.namespaces.WithLabelValues(string(nsview.ConfigMapMissing)).Set(float64(missing))
+	c.metrics.namespaces.WithLabelValues(string(nsview.ConfigMapForeign)).Set(float64(foreign))
 	c.metrics.labelInvalid.Set(float64(invalid))
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/sidecar-injector/sidecar-injector/envoy"
 	"github.com/sidecar-injector/sidecar-injector/internal/poll"
 	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
+	"github.com/sidecar-injector/sidecar-injector/pkg/nsview"
 )
 
 func testConfig() Config {
@@ -70,7 +71,7 @@ func TestControllerWithFakes(t *testing.T) {
 	cs := fake.NewClientset(
 		namespace("shop", enabled),
 		namespace("mine", enabled),
-		namespace("strict", map[string]string{inject.NamespaceLabel: "enabled", PodSecurityEnforceLabel: "baseline"}),
+		namespace("strict", map[string]string{inject.NamespaceLabel: "enabled", nsview.PodSecurityEnforceLabel: "baseline"}),
 		namespace("plain", nil),
 		namespace("kube-system", enabled),
 		namespace("typo", map[string]string{inject.NamespaceLabel: "true"}),
@@ -112,7 +113,7 @@ func TestControllerWithFakes(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if cm.Data[inject.ConfigMapKey] != string(want) || cm.Labels[ManagedByLabel] != ManagedByValue {
+			if cm.Data[inject.ConfigMapKey] != string(want) || cm.Labels[nsview.ManagedByLabel] != nsview.ManagedByValue {
 				return fmt.Errorf("content or labels not ours: %v", cm.Labels)
 			}
 			if r := cm.OwnerReferences; len(r) != 1 || r[0].UID != "owner-uid" || r[0].Kind != "ClusterRole" || r[0].Name != "release-controller" || r[0].APIVersion != "rbac.authorization.k8s.io/v1" {
@@ -127,13 +128,13 @@ func TestControllerWithFakes(t *testing.T) {
 		}
 	}
 	got, err := getCM("mine")
-	if err != nil || got.Data[inject.ConfigMapKey] != "# my own bootstrap\n" || got.Labels[ManagedByLabel] != "" || len(got.OwnerReferences) != 0 {
+	if err != nil || got.Data[inject.ConfigMapKey] != "# my own bootstrap\n" || got.Labels[nsview.ManagedByLabel] != "" || len(got.OwnerReferences) != 0 {
 		t.Errorf("the user's envoy-config was changed: %+v, %v", got, err)
 	}
 
 	eventually(t, "admission state", func() error {
 		type st struct {
-			State ConfigMapState
+			State nsview.ConfigMapState
 			PSA   string
 			Warn  int
 		}
@@ -143,12 +144,12 @@ func TestControllerWithFakes(t *testing.T) {
 			gotStates[ns] = st{s, psa, len(c.Warnings(ns))}
 		}
 		wantStates := map[string]st{
-			"shop":    {ConfigMapOurs, "", 0},
-			"mine":    {ConfigMapForeign, "", 1},
-			"strict":  {ConfigMapOurs, "baseline", 1},
-			"plain":   {ConfigMapMissing, "", 1},
-			"nowhere": {ConfigMapUnknown, "", 0},
-			"typo":    {ConfigMapMissing, "", 1},
+			"shop":    {nsview.ConfigMapOurs, "", 0},
+			"mine":    {nsview.ConfigMapForeign, "", 1},
+			"strict":  {nsview.ConfigMapOurs, "baseline", 1},
+			"plain":   {nsview.ConfigMapMissing, "", 1},
+			"nowhere": {nsview.ConfigMapUnknown, "", 0},
+			"typo":    {nsview.ConfigMapMissing, "", 1},
 		}
 		if diff := cmp.Diff(wantStates, gotStates); diff != "" {
 			return fmt.Errorf("(-want +got):\n%s", diff)
@@ -292,7 +293,7 @@ func TestFieldConflict(t *testing.T) {
 // without allocating.
 func TestAdmissionLookupAllocs(t *testing.T) {
 	c := &Controller{states: map[string]*nsEntry{
-		"shop": {envoyConfig: ConfigMapMissing, podSecurity: "baseline", wanted: true, warnings: NamespaceWarnings("shop", ConfigMapMissing, "baseline")},
+		"shop": {envoyConfig: nsview.ConfigMapMissing, podSecurity: "baseline", wanted: true, warnings: nsview.NamespaceWarnings("shop", nsview.ConfigMapMissing, "baseline")},
 	}}
 	var n int
 	allocs := testing.AllocsPerRun(1000, func() {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sidecar-injector/sidecar-injector/envoy"
 	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
+	"github.com/sidecar-injector/sidecar-injector/pkg/nsview"
 )
 
 // ConfigSource gives the injector config in use; the webhook reloads it
@@ -92,7 +93,7 @@ func newDesired(in *inject.Injector, base envoy.BootstrapConfig, fileCA string) 
 
 // ourLabels are the labels of the ConfigMaps we make.
 func ourLabels() map[string]string {
-	return map[string]string{ManagedByLabel: ManagedByValue}
+	return map[string]string{nsview.ManagedByLabel: nsview.ManagedByValue}
 }
 
 // applyConfig is the server-side apply request for ns's envoy-config,

@@ -2,6 +2,8 @@ package controller
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sidecar-injector/sidecar-injector/pkg/nsview"
 )
 
 // Results of sidecar_injector_envoy_config_writes_total.
@@ -81,7 +83,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, s := range PodStates() {
 		m.pods.WithLabelValues(string(s))
 	}
-	for _, s := range ConfigMapStates() {
+	for _, s := range nsview.ConfigMapStates() {
 		m.namespaces.WithLabelValues(string(s))
 	}
 	for _, r := range []string{WriteApplied, WriteUnchanged, WriteDeleted, WriteConflict, WriteError} {

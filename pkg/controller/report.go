@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/metadata"
 
 	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
+	"github.com/sidecar-injector/sidecar-injector/pkg/nsview"
 )
 
 var replicaSetsResource = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "replicasets"}
@@ -47,10 +48,10 @@ type NamespaceReport struct {
 	Injection string `json:"injection,omitempty"`
 	// LabelInvalid: Injection is neither enabled, disabled nor audit, so
 	// no pod here gets a sidecar.
-	LabelInvalid bool             `json:"labelInvalid,omitempty"`
-	EnvoyConfig  ConfigMapState   `json:"envoyConfig"`
-	Warnings     []string         `json:"warnings,omitempty"`
-	Workloads    []WorkloadReport `json:"workloads,omitempty"`
+	LabelInvalid bool                  `json:"labelInvalid,omitempty"`
+	EnvoyConfig  nsview.ConfigMapState `json:"envoyConfig"`
+	Warnings     []string              `json:"warnings,omitempty"`
+	Workloads    []WorkloadReport      `json:"workloads,omitempty"`
 }
 
 // WorkloadReport is one workload (or bare pod) with stale or missing pods.
@@ -183,7 +184,7 @@ func BuildClusterReport(ctx context.Context, cs kubernetes.Interface, md metadat
 			nr.Warnings = append(nr.Warnings, InvalidLabelNote(ns.Name, v))
 		}
 		if WantsEnvoyConfig(info.exp, info.injected) {
-			nr.Warnings = append(nr.Warnings, NamespaceWarnings(ns.Name, nr.EnvoyConfig, PodSecurityBlocks(ns.Labels))...)
+			nr.Warnings = append(nr.Warnings, nsview.NamespaceWarnings(ns.Name, nr.EnvoyConfig, nsview.PodSecurityBlocks(ns.Labels))...)
 		}
 		for _, w := range info.workloads {
 			slices.Sort(w.Stale)

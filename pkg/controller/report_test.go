@@ -15,6 +15,7 @@ import (
 	metadatafake "k8s.io/client-go/metadata/fake"
 
 	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
+	"github.com/sidecar-injector/sidecar-injector/pkg/nsview"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -34,7 +35,7 @@ func TestClusterReport(t *testing.T) {
 	enabled := map[string]string{inject.NamespaceLabel: "enabled"}
 	cs := fake.NewClientset(
 		namespace("shop", enabled),
-		namespace("strict", map[string]string{inject.NamespaceLabel: "enabled", PodSecurityEnforceLabel: "restricted"}),
+		namespace("strict", map[string]string{inject.NamespaceLabel: "enabled", nsview.PodSecurityEnforceLabel: "restricted"}),
 		namespace("quiet", enabled),
 		namespace("plain", nil),
 		namespace("typo", map[string]string{inject.NamespaceLabel: "yes"}),

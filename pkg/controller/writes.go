@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
+	"github.com/sidecar-injector/sidecar-injector/pkg/nsview"
 )
 
 // Writes of the envoy-config ConfigMap: server-side apply that never
@@ -20,7 +21,7 @@ import (
 
 // apply writes ns's envoy-config with server-side apply, never forcing:
 // fields another manager owns make it fail instead of being overwritten.
-func (c *Controller) apply(ctx context.Context, ns string, cm *corev1.ConfigMap, d *desired) (ConfigMapState, error) {
+func (c *Controller) apply(ctx context.Context, ns string, cm *corev1.ConfigMap, d *desired) (nsview.ConfigMapState, error) {
 	// No per-namespace write limit: only the Lease holder writes, so two
 	// replicas with different configs (a rollout) never take turns.
 	state := stateOf(cm)
@@ -40,12 +41,12 @@ func (c *Controller) apply(ctx context.Context, ns string, cm *corev1.ConfigMap,
 		if result == WriteApplied {
 			c.log.Info("controller: envoy-config applied", "namespace", ns, "config_hash", d.hash, "resource_version", got.ResourceVersion)
 		}
-		return ConfigMapOurs, nil
+		return nsview.ConfigMapOurs, nil
 	}
 	if owner, ok := fieldConflict(err); ok {
 		c.metrics.writes.WithLabelValues(WriteConflict).Inc()
 		c.rec.namespaceEvent(ns, related(cm), EventEnvoyConfigNotManaged, foreignNote(ns, owner))
-		return ConfigMapForeign, nil
+		return nsview.ConfigMapForeign, nil
 	}
 	switch {
 	case apierrors.IsConflict(err):
@@ -144,5 +145,5 @@ func foreignNote(ns, owner string) string {
 	}
 	return fmt.Sprintf("ConfigMap %s was not made by sidecar-injector (no label %s=%s)%s: it is left untouched, "+
 		"and injected pods in this namespace use it as their Envoy bootstrap. To let sidecar-injector manage it, "+
-		"delete it: kubectl delete configmap %s -n %s", inject.ConfigMapName, ManagedByLabel, ManagedByValue, by, inject.ConfigMapName, ns)
+		"delete it: kubectl delete configmap %s -n %s", inject.ConfigMapName, nsview.ManagedByLabel, nsview.ManagedByValue, by, inject.ConfigMapName, ns)
 }

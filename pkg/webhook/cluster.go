@@ -14,7 +14,8 @@ import (
 	utilversion "k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/sidecar-injector/sidecar-injector/internal/kubeconfig"
 )
 
 // nativeSidecarMinimum is the first Kubernetes version with native sidecars
@@ -26,22 +27,13 @@ var nativeSidecarMinimum = utilversion.MajorMinor(1, 29)
 // kubeconfig, else the in-cluster config; with neither it returns nil, nil
 // (unknown: the engine's default applies). It makes one GET /version, with
 // up to attempts tries.
-func NativeSidecarSupport(ctx context.Context, kubeconfig string, attempts int) (*bool, error) {
-	var cfg *rest.Config
-	var err error
-	if kubeconfig != "" {
-		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-		if err != nil {
-			return nil, fmt.Errorf("read --kubeconfig %q: %w", kubeconfig, err)
-		}
-	} else {
-		cfg, err = rest.InClusterConfig()
-		if errors.Is(err, rest.ErrNotInCluster) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("in-cluster config: %w", err)
-		}
+func NativeSidecarSupport(ctx context.Context, kubeconfigPath string, attempts int) (*bool, error) {
+	cfg, err := kubeconfig.Load(kubeconfigPath)
+	if errors.Is(err, kubeconfig.ErrNoClusterConfig) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
 	}
 	cfg = rest.CopyConfig(cfg)
 	cfg.Timeout = 10 * time.Second

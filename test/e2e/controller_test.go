@@ -35,6 +35,7 @@ import (
 	polling "github.com/sidecar-injector/sidecar-injector/internal/poll"
 	"github.com/sidecar-injector/sidecar-injector/pkg/controller"
 	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
+	"github.com/sidecar-injector/sidecar-injector/pkg/nsview"
 	"github.com/sidecar-injector/sidecar-injector/test/testenv"
 )
 
@@ -184,7 +185,7 @@ func hasContent(ns, bootstrap string) func(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if cm.Labels[controller.ManagedByLabel] != controller.ManagedByValue {
+		if cm.Labels[nsview.ManagedByLabel] != nsview.ManagedByValue {
 			return fmt.Errorf("labels %v: not ours", cm.Labels)
 		}
 		if cm.Data[inject.ConfigMapKey] != bootstrap {
@@ -238,8 +239,8 @@ func TestControllerEnvoyConfig(t *testing.T) {
 
 	ns := newNamespace(t, "controller", map[string]string{controllerLabel: name})
 	poll(t, appearWithin, "the controller sees the new namespace", func(context.Context) error {
-		if s, _ := c.c.NamespaceState(ns); s != controller.ConfigMapMissing {
-			return fmt.Errorf("unlabelled namespace: envoy-config state %q, want %q (none written)", s, controller.ConfigMapMissing)
+		if s, _ := c.c.NamespaceState(ns); s != nsview.ConfigMapMissing {
+			return fmt.Errorf("unlabelled namespace: envoy-config state %q, want %q (none written)", s, nsview.ConfigMapMissing)
 		}
 		return nil
 	})
@@ -249,7 +250,7 @@ func TestControllerEnvoyConfig(t *testing.T) {
 	// The controller records the state once its write returns, a moment
 	// after the ConfigMap is visible in the API.
 	poll(t, appearWithin, "the controller's state of "+ns, func(context.Context) error {
-		if s, psa := c.c.NamespaceState(ns); s != controller.ConfigMapOurs || psa != "" || len(c.c.Warnings(ns)) != 0 {
+		if s, psa := c.c.NamespaceState(ns); s != nsview.ConfigMapOurs || psa != "" || len(c.c.Warnings(ns)) != 0 {
 			return fmt.Errorf("state %q, Pod Security %q, warnings %q: want ours, none, none", s, psa, c.c.Warnings(ns))
 		}
 		return nil
@@ -267,7 +268,7 @@ func TestControllerEnvoyConfig(t *testing.T) {
 
 	// Pod Security baseline: a warning at admission.
 	baseline := "baseline"
-	setNamespaceLabel(t, ns, controller.PodSecurityEnforceLabel, &baseline)
+	setNamespaceLabel(t, ns, nsview.PodSecurityEnforceLabel, &baseline)
 	poll(t, appearWithin, "Pod Security warning", func(context.Context) error {
 		if _, psa := c.c.NamespaceState(ns); psa != "baseline" {
 			return fmt.Errorf("Pod Security %q", psa)
@@ -296,7 +297,7 @@ func TestControllerEnvoyConfig(t *testing.T) {
 	setNamespaceLabel(t, userNS, inject.NamespaceLabel, &enabled)
 	waitEvent(t, userNS, controller.EventEnvoyConfigNotManaged)
 	poll(t, appearWithin, "foreign state", func(context.Context) error {
-		if s, _ := c.c.NamespaceState(userNS); s != controller.ConfigMapForeign {
+		if s, _ := c.c.NamespaceState(userNS); s != nsview.ConfigMapForeign {
 			return fmt.Errorf("state %q", s)
 		}
 		return nil

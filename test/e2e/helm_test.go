@@ -83,8 +83,8 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	}
 	proc, err := testenv.StartProcess(testenv.ProcessSpec{
 		Name: "webhook-helm",
-		Path: env.injector,
-		Args: []string{"webhook", "--tls-cert-file", certFile, "--tls-key-file", keyFile,
+		Path: env.webhook,
+		Args: []string{"--tls-cert-file", certFile, "--tls-key-file", keyFile,
 			"--listen-address", "127.0.0.1:" + strconv.Itoa(ports[0]),
 			"--health-address", "127.0.0.1:" + strconv.Itoa(ports[1]),
 			"--kubeconfig", env.cp.Kubeconfig,

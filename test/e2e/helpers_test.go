@@ -44,7 +44,7 @@ const (
 
 // ---- the webhook under test, as a process ----
 
-// webhookProc is one `sidecar-injector webhook` process on 127.0.0.1.
+// webhookProc is one sidecar-injector-webhook process on 127.0.0.1.
 type webhookProc struct {
 	name      string
 	proc      *testenv.Process
@@ -77,9 +77,8 @@ func (s *suite) startWebhook(ctx context.Context, name string, extraArgs ...stri
 		}
 		w.proc, err = testenv.StartProcess(testenv.ProcessSpec{
 			Name: "webhook-" + name,
-			Path: s.injector,
+			Path: s.webhook,
 			Args: append([]string{
-				"webhook",
 				"--tls-cert-file", cd.certFile(),
 				"--tls-key-file", cd.keyFile(),
 				"--listen-address", "127.0.0.1:" + strconv.Itoa(ports[0]),

@@ -17,9 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -37,6 +35,7 @@ type suite struct {
 	cs       kubernetes.Interface
 	root     string       // the repository
 	injector string       // the sidecar-injector binary under test
+	webhook  string       // the sidecar-injector-webhook binary under test (the chart's webhook)
 	dir      string       // scratch directory of the suite
 	ca       *testenv.CA  // signs every webhook serving certificate
 	main     *webhookProc // the webhook most tests share
@@ -117,10 +116,12 @@ func setup(ctx context.Context, log *slog.Logger) (*suite, func(), error) {
 	if err != nil {
 		return nil, cleanup, err
 	}
-	injector, err := buildInjector(ctx, root, dir, log)
+	start := time.Now()
+	servers, err := testenv.BuildBinaries(ctx, root, dir)
 	if err != nil {
 		return nil, cleanup, err
 	}
+	log.Info("built sidecar-injector and sidecar-injector-webhook", "took", time.Since(start).Round(time.Millisecond))
 	ca, err := testenv.NewCA("sidecar-injector-e2e-ca", 24*time.Hour)
 	if err != nil {
 		return nil, cleanup, err
@@ -130,7 +131,7 @@ func setup(ctx context.Context, log *slog.Logger) (*suite, func(), error) {
 	if err != nil {
 		return nil, cleanup, err
 	}
-	s := &suite{cp: cp, restCfg: restCfg, cs: cs, root: root, injector: injector, dir: dir, ca: ca, log: log}
+	s := &suite{cp: cp, restCfg: restCfg, cs: cs, root: root, injector: servers.Injector, webhook: servers.Webhook, dir: dir, ca: ca, log: log}
 	s.main, err = s.startWebhook(ctx, "main")
 	if err != nil {
 		return nil, cleanup, err
@@ -146,17 +147,4 @@ func setup(ctx context.Context, log *slog.Logger) (*suite, func(), error) {
 	}
 	undo = append(undo, func() { _ = s.mainCtl.proc.Stop(10 * time.Second) })
 	return s, cleanup, nil
-}
-
-// buildInjector builds ./cmd/sidecar-injector, the binary under test.
-func buildInjector(ctx context.Context, root, dir string, log *slog.Logger) (string, error) {
-	out := filepath.Join(dir, "sidecar-injector")
-	start := time.Now()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/sidecar-injector")
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/sidecar-injector: %w\n%s", err, b)
-	}
-	log.Info("built sidecar-injector", "took", time.Since(start).Round(time.Millisecond))
-	return out, nil
 }

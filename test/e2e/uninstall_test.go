@@ -20,11 +20,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/sidecar-injector/sidecar-injector/pkg/controller"
 	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
+	"github.com/sidecar-injector/sidecar-injector/pkg/nsview"
 	"github.com/sidecar-injector/sidecar-injector/test/testenv"
 )
 
@@ -144,7 +146,11 @@ func TestHelmControllerRBACAndUninstall(t *testing.T) {
 	if _, err := wcs.CoreV1().ConfigMaps(other).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: inject.ConfigMapName}}, metav1.CreateOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("the webhook's ServiceAccount creating envoy-config: %v, want forbidden", err)
 	}
-	view, err := controller.NewView(wcs, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	wmd, err := metadata.NewForConfig(asWebhook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	view, err := nsview.NewView(wmd, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -27,31 +26,26 @@ import (
 	"github.com/sidecar-injector/sidecar-injector/test/testenv"
 )
 
-// binary builds ./cmd/sidecar-injector once per test run.
-var binary = sync.OnceValues(func() (string, error) {
+// binaries builds ./cmd/sidecar-injector and ./cmd/sidecar-injector-webhook
+// once per test run.
+var binaries = sync.OnceValues(func() (testenv.ServerBinaries, error) {
 	root, err := testenv.FindRepoRoot(".")
 	if err != nil {
-		return "", err
+		return testenv.ServerBinaries{}, err
 	}
 	dir, err := os.MkdirTemp("", "sidecar-injector-memtest-")
 	if err != nil {
-		return "", err
+		return testenv.ServerBinaries{}, err
 	}
-	out := filepath.Join(dir, "sidecar-injector")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/sidecar-injector")
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/sidecar-injector: %w\n%s", err, b)
-	}
-	return out, nil
+	return testenv.BuildBinaries(ctx, root, dir)
 })
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if path, err := binary(); err == nil {
-		os.RemoveAll(filepath.Dir(path))
+	if bins, err := binaries(); err == nil {
+		os.RemoveAll(filepath.Dir(bins.Injector))
 	}
 	os.Exit(code)
 }
@@ -84,14 +78,15 @@ func (c *child) vmHWM(t *testing.T) int64 {
 	return 0
 }
 
-func start(t *testing.T, name string, args []string, readyURL string, env ...string) *testenv.Process {
+// start runs bin (a path in ServerBinaries) with args until the test ends,
+// once readyURL answers.
+func start(t *testing.T, name string, bin func(testenv.ServerBinaries) string, args []string, readyURL string, env ...string) *testenv.Process {
 	t.Helper()
-	bin, err := binary()
+	bins, err := binaries()
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	p, err := testenv.StartProcess(testenv.ProcessSpec{Name: name, Path: bin, Args: args, Env: env, LogFile: filepath.Join(dir, name+".log")})
+	p, err := testenv.StartProcess(testenv.ProcessSpec{Name: name, Path: bin(bins), Args: args, Env: env, LogFile: filepath.Join(t.TempDir(), name+".log")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,8 +106,8 @@ func start(t *testing.T, name string, args []string, readyURL string, env ...str
 	return p
 }
 
-// startWebhook runs `sidecar-injector webhook` with the chart's memory limit
-// and the default caps.
+// startWebhook runs sidecar-injector-webhook, the binary the chart runs,
+// with the chart's memory limit and the default caps.
 func startWebhook(t *testing.T) *child {
 	t.Helper()
 	dir := t.TempDir()
@@ -124,19 +119,12 @@ func startWebhook(t *testing.T) *child {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"webhook", "--tls-cert-file", certFile, "--tls-key-file", keyFile,
+	args := []string{"--tls-cert-file", certFile, "--tls-key-file", keyFile,
 		"--listen-address", "127.0.0.1:" + strconv.Itoa(ports[0]), "--health-address", "127.0.0.1:" + strconv.Itoa(ports[1]),
 		"--log-format", "text", "--drain-delay", "0s"}
-	bin, err := binary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if help, _ := exec.Command(bin, "webhook", "-h").CombinedOutput(); bytes.Contains(help, []byte("-controller ")) || bytes.Contains(help, []byte("-controller\n")) {
-		args = append(args, "--controller=false") // no cluster: this test is about memory
-	}
 	// The chart passes the container's limit (144Mi); the runtime keeps to 85%.
 	args = append(args, "--memory-limit", strconv.Itoa(144<<20))
-	p := start(t, "webhook", args, fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1]))
+	p := start(t, "webhook", func(b testenv.ServerBinaries) string { return b.Webhook }, args, fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1]))
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca.CertPEM)
 	return &child{p: p, addr: "127.0.0.1:" + strconv.Itoa(ports[0]), pool: pool}

@@ -32,7 +32,7 @@ func startXDS(t *testing.T) *child {
 	}
 	args := []string{"xds", "--listen-address", "127.0.0.1:" + strconv.Itoa(ports[0]), "--health-address", "127.0.0.1:" + strconv.Itoa(ports[1]),
 		"--log-format", "text", "--shutdown-delay", "0s", "--memory-limit", strconv.Itoa(512 << 20)}
-	p := start(t, "xds", args, fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1]))
+	p := start(t, "xds", func(b testenv.ServerBinaries) string { return b.Injector }, args, fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1]))
 	return &child{p: p, addr: "127.0.0.1:" + strconv.Itoa(ports[0]), health: "http://127.0.0.1:" + strconv.Itoa(ports[1])}
 }
 

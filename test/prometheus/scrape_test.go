@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -80,17 +79,21 @@ func TestPrometheusScrape(t *testing.T) {
 	// are linted by TestControllerMetricsLint, its /metrics read by the e2e suite.
 	delete(annotations, "controller")
 
-	injector := buildInjector(t, root, dir)
+	servers, err := testenv.BuildBinaries(t.Context(), root, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	injector := servers.Injector
 	ca, certFile, keyFile, err := testenv.LoopbackFiles(dir, "webhook", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	webhookArgs := []string{"webhook",
+	webhookArgs := []string{
 		"--tls-cert-file", certFile, "--tls-key-file", keyFile,
 		"--listen-address", "127.0.0.1:" + strconv.Itoa(webhookTLS),
 		"--health-address", "127.0.0.1:" + strconv.Itoa(webhookHealth),
 		"--log-format", "text", "--drain-delay", "0s"}
-	wh := start(t, testenv.ProcessSpec{Name: "webhook", Path: injector, Args: webhookArgs, LogFile: filepath.Join(dir, "webhook.log")},
+	wh := start(t, testenv.ProcessSpec{Name: "webhook", Path: servers.Webhook, Args: webhookArgs, LogFile: filepath.Join(dir, "webhook.log")},
 		fmt.Sprintf("http://127.0.0.1:%d/readyz", webhookHealth))
 	xs := start(t, testenv.ProcessSpec{Name: "xds", Path: injector, Args: []string{"xds",
 		"--listen-address", "127.0.0.1:" + strconv.Itoa(xdsGRPC),
@@ -230,19 +233,6 @@ func scrapeConfig(t *testing.T, annotations map[string]map[string]string) []byte
 		t.Fatal(err)
 	}
 	return b
-}
-
-func buildInjector(t *testing.T, root, dir string) string {
-	t.Helper()
-	out := filepath.Join(dir, "sidecar-injector")
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/sidecar-injector")
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/sidecar-injector: %v\n%s", err, b)
-	}
-	return out
 }
 
 // start starts a process, stops it when the test ends, and waits until

@@ -475,3 +475,23 @@ func (t *tailBuffer) String() string {
 	}
 	return strings.Join(l, "\n")
 }
+
+// ServerBinaries are the project's server binaries, built for a test run.
+type ServerBinaries struct {
+	// Injector is ./cmd/sidecar-injector (xds, controller, the CLI).
+	Injector string
+	// Webhook is ./cmd/sidecar-injector-webhook, the lean webhook binary
+	// the chart runs.
+	Webhook string
+}
+
+// BuildBinaries builds the project's binaries from the repository at root
+// into dir, without the race detector (they run as child processes).
+func BuildBinaries(ctx context.Context, root, dir string) (ServerBinaries, error) {
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator), "./cmd/sidecar-injector", "./cmd/sidecar-injector-webhook")
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return ServerBinaries{}, fmt.Errorf("go build ./cmd/sidecar-injector ./cmd/sidecar-injector-webhook: %w\n%s", err, b)
+	}
+	return ServerBinaries{Injector: filepath.Join(dir, "sidecar-injector"), Webhook: filepath.Join(dir, "sidecar-injector-webhook")}, nil
+}

@@ -1,43 +1,54 @@
-package controller
+package nsview
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	coreinformers "k8s.io/client-go/informers/core/v1"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
 )
 
-// newNamespaceInformer watches the namespaces matching selector.
-func newNamespaceInformer(cs kubernetes.Interface, selector string, resync time.Duration) cache.SharedIndexInformer {
-	return coreinformers.NewFilteredNamespaceInformer(cs, resync, cache.Indexers{}, func(o *metav1.ListOptions) {
-		o.LabelSelector = selector
-	})
+var (
+	namespacesResource = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
+	configMapsResource = schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
+)
+
+// metadataInformer lists and watches the object metadata (names, labels,
+// no data) of resource, with opts applied to every list and watch. It is
+// client-go's metadata informer without its package, which links every
+// typed informer.
+func metadataInformer(md metadata.Interface, resource schema.GroupVersionResource, opts func(*metav1.ListOptions)) cache.SharedIndexInformer {
+	c := md.Resource(resource)
+	lw := cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			opts(&o)
+			return c.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			opts(&o)
+			return c.Watch(ctx, o)
+		},
+	}, md) // a fake client does not stream lists
+	return cache.NewSharedIndexInformer(lw, &metav1.PartialObjectMetadata{}, 0, cache.Indexers{})
 }
 
-// newEnvoyConfigInformer watches the envoy-config ConfigMaps of every
-// namespace, and nothing else (a field selector on the name).
-func newEnvoyConfigInformer(cs kubernetes.Interface) cache.SharedIndexInformer {
-	return coreinformers.NewFilteredConfigMapInformer(cs, metav1.NamespaceAll, 0, cache.Indexers{}, func(o *metav1.ListOptions) {
-		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", inject.ConfigMapName).String()
-	})
-}
-
-// View is the webhook's read-only view of the cluster: namespace labels
-// and envoy-config ConfigMaps from two informers (list and watch only). It
-// answers the admission warnings (envoy-config missing or not ours, a Pod
-// Security level that rejects iptables-init) and a namespace's
-// sidecar-injection label from memory, without an API call. Before its
-// caches sync it knows nothing and says nothing.
+// View is the webhook's read-only view of the cluster: the labels of
+// namespaces and of envoy-config ConfigMaps, from two metadata informers
+// (list and watch only; no ConfigMap data is held). It answers the
+// admission warnings (envoy-config missing or not ours, a Pod Security
+// level that rejects iptables-init) and a namespace's sidecar-injection
+// label from memory, without an API call. Before its caches sync it knows
+// nothing and says nothing.
 type View struct {
 	log        *slog.Logger
 	namespaces cache.SharedIndexInformer
@@ -55,10 +66,14 @@ type viewEntry struct {
 	labelled bool
 }
 
-// NewView builds the view on cs; Run starts it.
-func NewView(cs kubernetes.Interface, log *slog.Logger) (*View, error) {
+// NewView builds the view on md; Run starts it.
+func NewView(md metadata.Interface, log *slog.Logger) (*View, error) {
 	v := &View{log: log, states: map[string]*viewEntry{},
-		namespaces: newNamespaceInformer(cs, "", 0), configMaps: newEnvoyConfigInformer(cs)}
+		namespaces: metadataInformer(md, namespacesResource, func(*metav1.ListOptions) {}),
+		configMaps: metadataInformer(md, configMapsResource, func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", inject.ConfigMapName).String()
+		}),
+	}
 	for name, inf := range map[string]cache.SharedIndexInformer{"namespaces": v.namespaces, "configmaps": v.configMaps} {
 		if err := inf.SetTransform(stripManagedFields); err != nil {
 			return nil, err
@@ -77,6 +92,14 @@ func NewView(cs kubernetes.Interface, log *slog.Logger) (*View, error) {
 		}
 	}
 	return v, nil
+}
+
+// stripManagedFields drops what the view never reads before it is cached.
+func stripManagedFields(obj any) (any, error) {
+	if m, ok := obj.(metav1.Object); ok {
+		m.SetManagedFields(nil)
+	}
+	return obj, nil
 }
 
 // Run runs the informers until ctx is done.
@@ -101,8 +124,9 @@ func (v *View) update(obj any) {
 	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = t.Obj
 	}
-	m, err := metaOf(obj)
-	if err != nil {
+	m, ok := obj.(metav1.Object)
+	if !ok {
+		v.log.Error("the namespace view got an object without metadata", "type", fmt.Sprintf("%T", obj))
 		return
 	}
 	name := m.GetNamespace()
@@ -116,13 +140,14 @@ func (v *View) update(obj any) {
 		v.mu.Unlock()
 		return
 	}
-	ns := nsObj.(*corev1.Namespace)
-	var cm *corev1.ConfigMap
-	if o, ok, _ := v.configMaps.GetIndexer().GetByKey(name + "/" + inject.ConfigMapName); ok {
-		cm = o.(*corev1.ConfigMap)
+	ns := nsObj.(metav1.Object)
+	cm, cmExists, _ := v.configMaps.GetIndexer().GetByKey(name + "/" + inject.ConfigMapName)
+	var cmLabels map[string]string
+	if cmExists {
+		cmLabels = cm.(metav1.Object).GetLabels()
 	}
-	e := &viewEntry{warnings: NamespaceWarnings(name, stateOf(cm), PodSecurityBlocks(ns.Labels))}
-	e.label, e.labelled = ns.Labels[inject.NamespaceLabel]
+	e := &viewEntry{warnings: NamespaceWarnings(name, StateOf(cmExists, cmLabels), PodSecurityBlocks(ns.GetLabels()))}
+	e.label, e.labelled = ns.GetLabels()[inject.NamespaceLabel]
 	v.mu.Lock()
 	v.states[name] = e
 	v.mu.Unlock()

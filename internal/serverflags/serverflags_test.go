@@ -1,4 +1,4 @@
-package main
+package serverflags
 
 import (
 	"io"
@@ -11,19 +11,19 @@ import (
 func TestGCConfigValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
-		mutate  func(*gcConfig)
+		mutate  func(*GCConfig)
 		wantErr string
 	}{
-		{"defaults", func(*gcConfig) {}, ""},
-		{"container limit", func(c *gcConfig) { c.MemoryLimit = 512 << 20 }, ""},
-		{"negative limit", func(c *gcConfig) { c.MemoryLimit = -1 }, "--memory-limit=-1"},
-		{"limit too small", func(c *gcConfig) { c.MemoryLimit = 1 << 20 }, "at least 16 MiB"},
-		{"percent too low", func(c *gcConfig) { c.MemoryLimitPercent = 10 }, "--memory-limit-percent=10: want 50-100"},
-		{"percent too high", func(c *gcConfig) { c.MemoryLimitPercent = 101 }, "--memory-limit-percent=101"},
-		{"gc percent zero", func(c *gcConfig) { c.Percent = 0 }, "--gc-percent=0"},
+		{"defaults", func(*GCConfig) {}, ""},
+		{"container limit", func(c *GCConfig) { c.MemoryLimit = 512 << 20 }, ""},
+		{"negative limit", func(c *GCConfig) { c.MemoryLimit = -1 }, "--memory-limit=-1"},
+		{"limit too small", func(c *GCConfig) { c.MemoryLimit = 1 << 20 }, "at least 16 MiB"},
+		{"percent too low", func(c *GCConfig) { c.MemoryLimitPercent = 10 }, "--memory-limit-percent=10: want 50-100"},
+		{"percent too high", func(c *GCConfig) { c.MemoryLimitPercent = 101 }, "--memory-limit-percent=101"},
+		{"gc percent zero", func(c *GCConfig) { c.Percent = 0 }, "--gc-percent=0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := defaultGCConfig(200)
+			c := DefaultGCConfig(200)
 			tc.mutate(&c)
 			err := c.Validate()
 			switch {
@@ -45,16 +45,16 @@ func TestGCConfigApplyMemoryLimit(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	t.Setenv("GOGC", "100") // keep the GC percent of the test binary
-	c := defaultGCConfig(200)
+	c := DefaultGCConfig(200)
 	c.MemoryLimit = 512 << 20
-	c.apply(log)
+	c.Apply(log)
 	if got, want := debug.SetMemoryLimit(-1), int64(512<<20)/100*85; got != want {
 		t.Errorf("runtime memory limit %d, want %d (85%% of 512 MiB)", got, want)
 	}
 
 	t.Setenv("GOMEMLIMIT", "100MiB")
 	debug.SetMemoryLimit(prevLimit)
-	c.apply(log)
+	c.Apply(log)
 	if got := debug.SetMemoryLimit(-1); got != prevLimit {
 		t.Errorf("with GOMEMLIMIT set, the limit changed to %d", got)
 	}
