@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -15,11 +14,6 @@ import (
 // a subcommand of the one binary.
 func TestWebhookBinaryIsLean(t *testing.T) {
 	t.Parallel()
-	goTool := need.Tools(t, "install Go", "go")[0]
-	out, err := exec.Command(goTool, "list", "-deps", ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list -deps: %v\n%s", err, out)
-	}
 	const module = "github.com/sidecar-injector/sidecar-injector/"
 	forbidden := []string{
 		"github.com/envoyproxy/go-control-plane",
@@ -31,7 +25,7 @@ func TestWebhookBinaryIsLean(t *testing.T) {
 		module + "pkg/xds",
 		module + "envoy", // the bootstrap protos (envoy/nodemeta is proto-free)
 	}
-	pkgs := strings.Fields(string(out))
+	pkgs := need.GoDeps(t, ".")
 	for _, pkg := range pkgs {
 		for _, f := range forbidden {
 			if (pkg == f || strings.HasPrefix(pkg, f+"/")) && pkg != module+"envoy/nodemeta" {

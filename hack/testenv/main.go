@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/sidecar-injector/sidecar-injector/internal/serverflags"
 	"github.com/sidecar-injector/sidecar-injector/test/testenv"
 )
 
@@ -35,7 +36,7 @@ func main() {
 	}
 }
 
-var errUsage = errors.New("usage")
+var errUsage = serverflags.ErrUsage
 
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage: go run ./hack/testenv <command> [flags]
@@ -60,7 +61,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	bc.AddFlags(fs)
 	switch args[0] {
 	case "build":
-		if err := parse(fs, args[1:]); err != nil {
+		if err := serverflags.Parse(fs, args[1:]); err != nil {
 			return err
 		}
 		bins, err := testenv.Build(ctx, bc, log)
@@ -73,7 +74,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cc := testenv.DefaultConfig()
 		cc.AddFlags(fs)
 		once := fs.Bool("once", false, "start, print how to use the cluster, then stop (for scripts and CI)")
-		if err := parse(fs, args[1:]); err != nil {
+		if err := serverflags.Parse(fs, args[1:]); err != nil {
 			return err
 		}
 		if err := cc.Validate(); err != nil {
@@ -104,16 +105,3 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 }
 
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "unexpected arguments: %v\n", fs.Args())
-		return errUsage
-	}
-	return nil
-}

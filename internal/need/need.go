@@ -93,3 +93,16 @@ func Tools(t T, install string, names ...string) []string {
 	}
 	return paths
 }
+
+// GoDeps returns the import paths pkg (a pattern for go list, relative to
+// the test's directory) links, or ends the test if Go is missing or go list
+// fails.
+func GoDeps(t T, pkg string) []string {
+	t.Helper()
+	goTool := Tools(t, "install Go", "go")[0]
+	out, err := exec.Command(goTool, "list", "-deps", pkg).CombinedOutput()
+	if err != nil {
+		t.Fatal(fmt.Sprintf("go list -deps %s: %v\n%s", pkg, err, out))
+	}
+	return strings.Fields(string(out))
+}

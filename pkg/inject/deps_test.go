@@ -1,7 +1,6 @@
 package inject
 
 import (
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -13,12 +12,7 @@ import (
 // so the webhook that embeds the engine stays lean.
 func TestEngineLinksNoProtos(t *testing.T) {
 	t.Parallel()
-	goTool := need.Tools(t, "install Go", "go")[0]
-	out, err := exec.Command(goTool, "list", "-deps", ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list -deps: %v\n%s", err, out)
-	}
-	for _, pkg := range strings.Fields(string(out)) {
+	for _, pkg := range need.GoDeps(t, ".") {
 		if strings.Contains(pkg, "go-control-plane") || strings.Contains(pkg, "protobuf") {
 			t.Errorf("pkg/inject depends on %s; keep protos out of the engine (the node contract is envoy/nodemeta)", pkg)
 		}
