@@ -162,3 +162,5 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
