@@ -61,6 +61,7 @@ func TestHealthHandler(t *testing.T) {
 			{method: "POST", path: "/readyz", wantCode: 405},
 			{method: "GET", path: "/mutate", wantCode: 404},
 			{method: "GET", path: "/debug/pprof/", wantCode: map[bool]int{false: 404, true: 200}[pprof]},
+			{method: "GET", path: "/debug/pprof/heap?debug=1", wantCode: map[bool]int{false: 404, true: 200}[pprof]},
 		} {
 			notLive.Store(tc.live)
 			notReady.Store(tc.ready)
