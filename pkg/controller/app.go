@@ -51,11 +51,7 @@ func (c *AppConfig) AddFlags(fs *flag.FlagSet) {
 
 // Validate reports every wrong flag.
 func (c AppConfig) Validate() error {
-	var errs []error
-	if _, _, err := net.SplitHostPort(c.HealthAddress); err != nil {
-		errs = append(errs, fmt.Errorf("--health-address=%q: want host:port, such as :8080", c.HealthAddress))
-	}
-	return errors.Join(c.Controller.Validate(), c.Leader.Validate(), errors.Join(errs...))
+	return errors.Join(c.Controller.Validate(), c.Leader.Validate(), serving.CheckAddress("--health-address", c.HealthAddress))
 }
 
 // RunApp runs the controller process until ctx is done: the health server

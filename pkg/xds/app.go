@@ -117,13 +117,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 // Validate names every wrong field and says how to fix it.
 func (c Config) Validate() error {
 	var errs []error
-	for _, a := range []struct{ flag, v string }{{"--listen-address", c.ListenAddress}, {"--health-address", c.HealthAddress}} {
-		if _, port, err := net.SplitHostPort(a.v); err != nil {
-			errs = append(errs, fmt.Errorf("%s %q: want host:port or :port (%v)", a.flag, a.v, err))
-		} else if n, err := strconv.ParseUint(port, 10, 16); err != nil || (n == 0 && port != "0") {
-			errs = append(errs, fmt.Errorf("%s %q: want a port 0-65535", a.flag, a.v))
-		}
-	}
+	errs = append(errs, serving.CheckAddress("--listen-address", c.ListenAddress), serving.CheckAddress("--health-address", c.HealthAddress))
 	if _, port, err := net.SplitHostPort(c.ListenAddress); err == nil && port != "0" && c.ListenAddress == c.HealthAddress {
 		errs = append(errs, fmt.Errorf("--listen-address and --health-address are both %q; use two ports", c.ListenAddress))
 	}
