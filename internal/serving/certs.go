@@ -107,7 +107,7 @@ func (c *CertSource) reload(report bool) (bool, error) {
 
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return false, c.fail(report, &digest, fmt.Errorf("load TLS pair %q, %q: %w (a half-written or mismatched pair; the previous one stays in use)", c.certFile, c.keyFile, err))
+		return false, c.fail(report, &digest, fmt.Errorf("load TLS pair %q, %q: %w (half written, or a key that is not the certificate's)", c.certFile, c.keyFile, err))
 	}
 	leaf := pair.Leaf
 	if leaf == nil {
@@ -117,7 +117,7 @@ func (c *CertSource) reload(report bool) (bool, error) {
 		pair.Leaf = leaf
 	}
 	if now := c.now(); now.After(leaf.NotAfter) {
-		return false, c.fail(report, &digest, fmt.Errorf("TLS certificate %q expired at %s; renew it (the previous pair stays in use)", c.certFile, leaf.NotAfter.UTC().Format(time.RFC3339)))
+		return false, c.fail(report, &digest, fmt.Errorf("TLS certificate %q expired at %s; renew it", c.certFile, leaf.NotAfter.UTC().Format(time.RFC3339)))
 	}
 	if old := c.cur.Load(); old != nil && bytes.Equal(old.Certificate[0], pair.Certificate[0]) && len(old.Certificate) == len(pair.Certificate) {
 		// Same certificate re-encoded or the same key rewritten: swap anyway

@@ -109,9 +109,9 @@ func TestCertSourceReload(t *testing.T) {
 		{name: "files still missing: reported again", wantErr: "no such file", wantErrs: 2},
 		{name: "first pair", write: func() { f.write(a.CertPEM, a.KeyPEM) }, wantChanged: true, wantSerial: 1, wantOK: 1, wantErrs: 2},
 		{name: "unchanged", wantSerial: 1, wantOK: 1, wantErrs: 2},
-		{name: "key of another certificate", write: func() { f.write(b.CertPEM, a.KeyPEM) }, wantErr: "previous one stays in use", wantSerial: 1, wantOK: 1, wantErrs: 3},
+		{name: "key of another certificate", write: func() { f.write(b.CertPEM, a.KeyPEM) }, wantErr: "not the certificate's", wantSerial: 1, wantOK: 1, wantErrs: 3},
 		{name: "the same bad pair again: not reported twice", wantSerial: 1, wantOK: 1, wantErrs: 3},
-		{name: "half-written certificate", write: func() { f.write(b.CertPEM[:len(b.CertPEM)/2], b.KeyPEM) }, wantErr: "half-written", wantSerial: 1, wantOK: 1, wantErrs: 4},
+		{name: "half-written certificate", write: func() { f.write(b.CertPEM[:len(b.CertPEM)/2], b.KeyPEM) }, wantErr: "half written", wantSerial: 1, wantOK: 1, wantErrs: 4},
 		{name: "the same pair rewritten with other bytes: no news", write: func() { f.write(append(bytes.Clone(a.CertPEM), '\n'), a.KeyPEM) }, wantSerial: 1, wantOK: 1, wantErrs: 4},
 		{name: "next pair", write: func() { f.write(b.CertPEM, b.KeyPEM) }, wantChanged: true, wantSerial: 2, wantOK: 2, wantErrs: 4},
 		{name: "expired pair", write: func() {
