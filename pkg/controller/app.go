@@ -7,16 +7,19 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/client-go/tools/leaderelection"
 
 	"github.com/sidecar-injector/sidecar-injector/envoy"
+	"github.com/sidecar-injector/sidecar-injector/internal/serving"
 	"github.com/sidecar-injector/sidecar-injector/internal/version"
 )
+
+// shutdownGrace bounds the stop on SIGTERM: the reconciler ends and the
+// leader releases its Lease for a standby.
+const shutdownGrace = 30 * time.Second
 
 // AppConfig is the whole `sidecar-injector controller` process.
 type AppConfig struct {
@@ -48,11 +51,7 @@ func (c *AppConfig) AddFlags(fs *flag.FlagSet) {
 
 // Validate reports every wrong flag.
 func (c AppConfig) Validate() error {
-	var errs []error
-	if _, _, err := net.SplitHostPort(c.HealthAddress); err != nil {
-		errs = append(errs, fmt.Errorf("--health-address=%q: want host:port, such as :8080", c.HealthAddress))
-	}
-	return errors.Join(c.Controller.Validate(), c.Leader.Validate(), errors.Join(errs...))
+	return errors.Join(c.Controller.Validate(), c.Leader.Validate(), serving.CheckAddress("--health-address", c.HealthAddress))
 }
 
 // RunApp runs the controller process until ctx is done: the health server
@@ -85,49 +84,21 @@ func RunApp(ctx context.Context, cfg AppConfig, log *slog.Logger) error {
 		return fmt.Errorf("listen on --health-address %s: %w", cfg.HealthAddress, err)
 	}
 	// A leader that has not renewed for this long fails /healthz and is
-	// restarted; a standby always passes.
+	// restarted; a standby always passes. A standby is ready; the leader
+	// once its caches have synced.
 	watchdog := leaderelection.NewLeaderHealthzAdaptor(20 * time.Second)
-	srv := &http.Server{
-		Handler:           c.healthHandler(reg, watchdog),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      15 * time.Second,
-		IdleTimeout:       90 * time.Second,
-		MaxHeaderBytes:    1 << 20,
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lis) }()
+	health := serving.Health{Gatherer: reg, Log: log, Live: watchdog.Check, Ready: c.notReady}
+	srv := health.Server(health.Handler(), serving.DefaultTimeouts())
 	log.Info("controller starting", "version", version.Get(), "health_address", lis.Addr().String(), "leader_election", cfg.Leader.Enabled)
-
-	runErr := c.RunElected(ctx, cfg.Leader, cs, watchdog)
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(shutdownCtx)
-	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return errors.Join(runErr, fmt.Errorf("health server: %w", err))
-	}
-	return runErr
+	elected := serving.Task("controller", func(ctx context.Context) error { return c.RunElected(ctx, cfg.Leader, cs, watchdog) })
+	lc := serving.Lifecycle{Log: log, Grace: shutdownGrace}
+	return lc.Run(ctx, elected, serving.HTTP("health server", srv, lis))
 }
 
-// healthHandler serves /healthz (the process and, on the leader, its
-// Lease renewals), /readyz (a standby is ready; the leader once its
-// caches have synced) and /metrics.
-func (c *Controller) healthHandler(reg *prometheus.Registry, watchdog *leaderelection.HealthzAdaptor) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if err := watchdog.Check(r); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if c.Leading() && !c.HasSynced() {
-			http.Error(w, "leading, caches not synced yet", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	return mux
+// notReady says why /readyz is 503: a leader whose caches have not synced.
+func (c *Controller) notReady() error {
+	if c.Leading() && !c.HasSynced() {
+		return errors.New("leading, caches not synced yet")
+	}
+	return nil
 }

@@ -127,7 +127,7 @@ func TestCertificateRotation(t *testing.T) {
 	// opening a new connection per request.
 	fresh := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: ca.pool}, DisableKeepAlives: true}}
-	var lastSerial atomic.Int64
+	var lastSerial, freshOK atomic.Int64
 	var ok, failed atomic.Int64
 	var firstErr atomic.Value
 	stop := make(chan struct{})
@@ -158,6 +158,7 @@ func TestCertificateRotation(t *testing.T) {
 				ok.Add(1)
 				if i == 1 {
 					lastSerial.Store(resp.TLS.PeerCertificates[0].SerialNumber.Int64())
+					freshOK.Add(1)
 				}
 			}
 		})
@@ -185,7 +186,9 @@ func TestCertificateRotation(t *testing.T) {
 	c3, k3 := ca.leaf(t, 1003, time.Now().Add(4*time.Hour))
 	kd.write(map[string][]byte{"tls.crt": c3, "tls.key": k2})
 	eventually(t, "a reload error for the mismatched pair", func() bool { return reloads("error") > errs0 })
-	time.Sleep(100 * time.Millisecond)
+	// Connections made after the rejection: they must still get the old pair.
+	afterReject := freshOK.Load()
+	eventually(t, "new connections after the rejected pair", func() bool { return freshOK.Load() >= afterReject+3 })
 	if s := lastSerial.Load(); s != 1002 {
 		t.Errorf("serving certificate %d after a mismatched pair; want the old 1002 kept", s)
 	}

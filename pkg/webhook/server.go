@@ -15,21 +15,19 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/net/netutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/sidecar-injector/sidecar-injector/internal/serving"
 	"github.com/sidecar-injector/sidecar-injector/internal/version"
 	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
-	"github.com/sidecar-injector/sidecar-injector/pkg/webhook/internal/filewatch"
 )
 
 // Deps are what the server is given rather than makes.
@@ -91,7 +89,7 @@ type Server struct {
 	log      *slog.Logger
 	metrics  *Metrics
 	gatherer prometheus.Gatherer
-	certs    *certSource
+	certs    *serving.CertSource
 	config   *configSource
 	native   *bool
 	version  string
@@ -127,11 +125,13 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, errors.New("webhook.New: Log, Metrics and Gatherer are required")
 	}
 	s := &Server{
-		cfg:        cfg,
-		log:        d.Log,
-		metrics:    d.Metrics,
-		gatherer:   d.Gatherer,
-		certs:      newCertSource(cfg.TLSCertFile, cfg.TLSKeyFile, d.Log, d.Metrics),
+		cfg:      cfg,
+		log:      d.Log,
+		metrics:  d.Metrics,
+		gatherer: d.Gatherer,
+		certs: serving.NewCertSource(cfg.TLSCertFile, cfg.TLSKeyFile, d.Log, serving.CertMetrics{
+			Reloads: d.Metrics.certReloads, LastReload: d.Metrics.certLastReload, Expiry: d.Metrics.certExpiry,
+		}),
 		config:     newConfigSource(cfg.ConfigFile, d.Log, d.Metrics),
 		native:     d.NativeSidecarSupported,
 		nsWarn:     d.Namespaces,
@@ -152,7 +152,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if _, err := s.config.reload(); err != nil {
 		return nil, err
 	}
-	_, _ = s.certs.reload() // logged and counted inside
+	_, _ = s.certs.Reload() // logged and counted inside
 	s.updateReady()
 	return s, nil
 }
@@ -160,7 +160,20 @@ func New(cfg Config, d Deps) (*Server, error) {
 // Ready says whether /readyz answers 200: certificate and config loaded and
 // not shutting down.
 func (s *Server) Ready() bool {
-	return s.certs.loaded() && s.config.get() != nil && !s.shuttingDown.Load()
+	return s.notReady() == nil
+}
+
+// notReady says why /readyz is 503, nil when it is 200.
+func (s *Server) notReady() error {
+	switch {
+	case s.shuttingDown.Load():
+		return errors.New("shutting down")
+	case !s.certs.Loaded():
+		return errors.New("no serving certificate loaded yet (see the log for why)")
+	case s.config.get() == nil:
+		return errors.New("no injector config loaded yet")
+	}
+	return nil
 }
 
 func (s *Server) updateReady() {
@@ -171,26 +184,11 @@ func (s *Server) updateReady() {
 	}
 }
 
-// TLSConfig is the TLS port's configuration: TLS 1.2+ (1.3 with
-// --tls-min-version=1.3), ECDHE with AEAD ciphers only for 1.2, and the
-// reloading certificate.
+// TLSConfig is the TLS port's configuration (serving.TLSConfig): TLS 1.2+
+// (1.3 with --tls-min-version=1.3), ECDHE with AEAD ciphers only for 1.2,
+// and the reloading certificate.
 func (s *Server) TLSConfig() *tls.Config {
-	minVersion := uint16(tls.VersionTLS12)
-	if s.cfg.TLSMinVersion == TLSVersion13 {
-		minVersion = tls.VersionTLS13
-	}
-	return &tls.Config{
-		MinVersion: minVersion,
-		CipherSuites: []uint16{ // TLS 1.2 only; 1.3 suites are all AEAD and not configurable
-			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-			tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-		},
-		GetCertificate: s.certs.GetCertificate,
-	}
+	return serving.TLSConfig(s.cfg.TLSMinVersion, s.certs.GetCertificate)
 }
 
 // Handler is the TLS port's router: POST /mutate, /audit,
@@ -220,45 +218,11 @@ func (s *Server) Handler() http.Handler {
 // HealthHandler is the plain-HTTP port's router: /healthz, /readyz, /metrics
 // (and /debug/pprof/ with --enable-pprof).
 func (s *Server) HealthHandler() http.Handler {
-	r := chi.NewRouter()
-	r.Use(s.recoverer)
-	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	r.Get("/readyz", s.serveReadyz)
-	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{
-		ErrorLog:      slog.NewLogLogger(s.log.Handler(), slog.LevelError),
-		ErrorHandling: promhttp.ContinueOnError,
-	}))
-	if s.cfg.EnablePprof {
-		r.HandleFunc("/debug/pprof/", pprof.Index)
-		r.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		r.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		r.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		r.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		r.Handle("/debug/pprof/{name}", http.HandlerFunc(pprof.Index))
-	}
-	return r
+	return s.recoverer(s.health().Handler())
 }
 
-func (s *Server) serveReadyz(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	var why string
-	switch {
-	case s.shuttingDown.Load():
-		why = "shutting down"
-	case !s.certs.loaded():
-		why = "no serving certificate loaded yet (see the log for why)"
-	case s.config.get() == nil:
-		why = "no injector config loaded yet"
-	}
-	if why != "" {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte("not ready: " + why + "\n"))
-		return
-	}
-	_, _ = w.Write([]byte("ok\n"))
+func (s *Server) health() serving.Health {
+	return serving.Health{Gatherer: s.gatherer, Log: s.log, Ready: s.notReady, Pprof: s.cfg.EnablePprof}
 }
 
 // acquireSlot takes an in-flight slot, or answers 429 at once above
@@ -306,38 +270,24 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 
 // httpServers builds the TLS and the health http.Server.
 func (s *Server) httpServers() (tlsSrv, healthSrv *http.Server) {
-	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
+	limits := serving.Timeouts{
+		ReadHeader: s.cfg.ReadHeaderTimeout, Read: s.cfg.ReadTimeout, Write: s.cfg.WriteTimeout,
+		Idle: s.cfg.IdleTimeout, MaxHeaderBytes: s.cfg.MaxHeaderBytes,
+	}
 	protos := new(http.Protocols)
 	protos.SetHTTP1(true)
 	protos.SetHTTP2(s.cfg.HTTP2)
-	tlsSrv = &http.Server{
-		Handler:           s.Handler(),
-		TLSConfig:         s.TLSConfig(),
-		Protocols:         protos,
-		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
-		ReadTimeout:       s.cfg.ReadTimeout,
-		WriteTimeout:      s.cfg.WriteTimeout,
-		IdleTimeout:       s.cfg.IdleTimeout,
-		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
-		ErrorLog:          errLog,
-		HTTP2: &http.HTTP2Config{
-			MaxConcurrentStreams: s.cfg.MaxConcurrentStreams,
-			// Flow-control windows: what a connection may push before the
-			// handlers read it (they read at once; this bounds the rest).
-			MaxReceiveBufferPerConnection: 256 << 10,
-			MaxReceiveBufferPerStream:     256 << 10,
-		},
+	tlsSrv = serving.NewHTTPServer(s.Handler(), limits, s.log)
+	tlsSrv.TLSConfig = s.TLSConfig()
+	tlsSrv.Protocols = protos
+	tlsSrv.HTTP2 = &http.HTTP2Config{
+		MaxConcurrentStreams: s.cfg.MaxConcurrentStreams,
+		// Flow-control windows: what a connection may push before the
+		// handlers read it (they read at once; this bounds the rest).
+		MaxReceiveBufferPerConnection: 256 << 10,
+		MaxReceiveBufferPerStream:     256 << 10,
 	}
-	healthSrv = &http.Server{
-		Handler:           s.HealthHandler(),
-		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
-		ReadTimeout:       s.cfg.ReadTimeout,
-		WriteTimeout:      max(s.cfg.WriteTimeout, 60*time.Second), // pprof profiles take 30 s
-		IdleTimeout:       s.cfg.IdleTimeout,
-		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
-		ErrorLog:          errLog,
-	}
-	return tlsSrv, healthSrv
+	return tlsSrv, s.health().Server(s.HealthHandler(), limits)
 }
 
 // Run listens on the configured addresses and serves until ctx is done,
@@ -357,101 +307,46 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // Serve serves the webhook (TLS) on tlsLn and health and metrics on
-// healthLn, and watches the certificate and config files. When ctx is done:
-// readiness goes false, the server keeps serving for DrainDelay (endpoint
-// removal), then stops accepting and waits up to ShutdownGrace for requests
-// in flight. It closes both listeners.
+// healthLn, and watches the certificate and config files (in place before
+// it serves). When ctx is done: readiness goes false, the server keeps
+// serving for DrainDelay (endpoint removal), then stops accepting and
+// waits up to ShutdownGrace for requests in flight (serving.Lifecycle). It
+// closes both listeners.
 func (s *Server) Serve(ctx context.Context, tlsLn, healthLn net.Listener) error {
 	tlsSrv, healthSrv := s.httpServers()
 	// At MaxConnections open, Accept waits: further connections stay in
 	// the kernel's queue, costing this process nothing.
 	tlsLn = netutil.LimitListener(tlsLn, s.cfg.MaxConnections)
 
-	watchCtx, stopWatch := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		err := filewatch.Watch(watchCtx, filewatch.Options{
-			Files: []string{s.cfg.TLSCertFile, s.cfg.TLSKeyFile}, Interval: s.cfg.ReloadInterval,
-			Debounce: s.cfg.ReloadDebounce, Log: s.log,
-		}, func() {
-			_, _ = s.certs.reload()
+	watches := []serving.Watch{{
+		Name: "certificate", Files: s.certs.Files(), Interval: s.cfg.ReloadInterval, Debounce: s.cfg.ReloadDebounce,
+		Changed: func() {
+			_, _ = s.certs.Reload()
 			s.updateReady()
-		})
-		if err != nil {
-			s.log.Error("certificate watch stopped", "error", err)
-		}
-	})
+		},
+	}}
 	if s.cfg.ConfigFile != "" {
-		wg.Go(func() {
-			err := filewatch.Watch(watchCtx, filewatch.Options{
-				Files: []string{s.cfg.ConfigFile}, Interval: s.cfg.ReloadInterval,
-				Debounce: s.cfg.ReloadDebounce, Log: s.log,
-			}, func() {
+		watches = append(watches, serving.Watch{
+			Name: "injector config", Files: []string{s.cfg.ConfigFile}, Interval: s.cfg.ReloadInterval, Debounce: s.cfg.ReloadDebounce,
+			Changed: func() {
 				_, _ = s.config.reload()
 				s.updateReady()
-			})
-			if err != nil {
-				s.log.Error("injector config watch stopped", "error", err)
-			}
+			},
 		})
 	}
-	defer func() {
-		stopWatch()
-		wg.Wait()
-	}()
-
-	errc := make(chan error, 2)
-	go func() { errc <- fmt.Errorf("webhook server (TLS): %w", tlsSrv.ServeTLS(tlsLn, "", "")) }()
-	go func() { errc <- fmt.Errorf("health server: %w", healthSrv.Serve(healthLn)) }()
-	s.log.Info("serving", "webhook", "https://"+tlsLn.Addr().String(), "health", "http://"+healthLn.Addr().String(),
-		"http2", s.cfg.HTTP2, "tls_min_version", s.cfg.TLSMinVersion, "max_in_flight", s.cfg.MaxInFlight,
-		"max_connections", s.cfg.MaxConnections, "max_concurrent_streams", s.cfg.MaxConcurrentStreams,
-		"memory_budget_mib", s.cfg.Budget().Memory>>20, "body_budget_mib", s.bodyBudget>>20,
-		"config_hash", s.config.get().hash, "version", s.version, "ready", s.Ready())
-
-	var serveErr error
-	select {
-	case <-ctx.Done():
-	case serveErr = <-errc: // a server stopped on its own: shut the other one down
+	lc := serving.Lifecycle{
+		Log: s.log, Watches: watches, DrainDelay: s.cfg.DrainDelay, Grace: s.cfg.ShutdownGrace,
+		Serving: func() {
+			s.log.Info("serving", "webhook", "https://"+tlsLn.Addr().String(), "health", "http://"+healthLn.Addr().String(),
+				"http2", s.cfg.HTTP2, "tls_min_version", s.cfg.TLSMinVersion, "max_in_flight", s.cfg.MaxInFlight,
+				"max_connections", s.cfg.MaxConnections, "max_concurrent_streams", s.cfg.MaxConcurrentStreams,
+				"memory_budget_mib", s.cfg.Budget().Memory>>20, "body_budget_mib", s.bodyBudget>>20,
+				"config_hash", s.config.get().hash, "version", s.version, "ready", s.Ready())
+		},
+		Draining: func() {
+			s.shuttingDown.Store(true)
+			s.updateReady()
+		},
 	}
-
-	s.shuttingDown.Store(true)
-	s.updateReady()
-	if serveErr == nil && s.cfg.DrainDelay > 0 {
-		s.log.Info("shutting down: readiness false, still serving while endpoints are removed", "drain_delay", s.cfg.DrainDelay)
-		time.Sleep(s.cfg.DrainDelay)
-	}
-	s.log.Info("shutting down: no new connections, waiting for requests in flight", "grace", s.cfg.ShutdownGrace)
-	graceCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
-	defer cancel()
-	errTLS := tlsSrv.Shutdown(graceCtx)
-	errHealth := healthSrv.Shutdown(graceCtx)
-	if errTLS != nil || errHealth != nil {
-		tlsSrv.Close()
-		healthSrv.Close()
-	}
-	// Collect the Serve results of both servers.
-	var errs []error
-	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
-		errs = append(errs, serveErr)
-	}
-	for range 2 - boolToInt(serveErr != nil) {
-		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errs = append(errs, err)
-		}
-	}
-	if errTLS != nil {
-		errs = append(errs, fmt.Errorf("shutdown within --shutdown-grace %s: %w (requests still in flight were cut)", s.cfg.ShutdownGrace, errTLS))
-	}
-	if len(errs) == 0 {
-		s.log.Info("stopped")
-	}
-	return errors.Join(errs...)
-}
-
-func boolToInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
+	return lc.Run(ctx, serving.HTTP("webhook server (TLS)", tlsSrv, tlsLn), serving.HTTP("health server", healthSrv, healthLn))
 }

@@ -2,7 +2,6 @@ package xds
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,11 +15,16 @@ import (
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+
+	"github.com/sidecar-injector/sidecar-injector/internal/serving"
 )
+
+// fileDebounce is how long after the first change event of a burst the
+// watched files are re-read.
+const fileDebounce = 100 * time.Millisecond
 
 // Config is the configuration of `sidecar-injector xds`.
 type Config struct {
@@ -68,7 +72,7 @@ func DefaultConfig() Config {
 	return Config{
 		ListenAddress:        ":18000",
 		HealthAddress:        ":8080",
-		TLSMinVersion:        "1.2",
+		TLSMinVersion:        serving.TLS12,
 		KeepaliveTime:        30 * time.Second,
 		KeepaliveTimeout:     10 * time.Second,
 		KeepaliveMinTime:     10 * time.Second,
@@ -113,20 +117,14 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 // Validate names every wrong field and says how to fix it.
 func (c Config) Validate() error {
 	var errs []error
-	for _, a := range []struct{ flag, v string }{{"--listen-address", c.ListenAddress}, {"--health-address", c.HealthAddress}} {
-		if _, port, err := net.SplitHostPort(a.v); err != nil {
-			errs = append(errs, fmt.Errorf("%s %q: want host:port or :port (%v)", a.flag, a.v, err))
-		} else if n, err := strconv.ParseUint(port, 10, 16); err != nil || (n == 0 && port != "0") {
-			errs = append(errs, fmt.Errorf("%s %q: want a port 0-65535", a.flag, a.v))
-		}
-	}
+	errs = append(errs, serving.CheckAddress("--listen-address", c.ListenAddress), serving.CheckAddress("--health-address", c.HealthAddress))
 	if _, port, err := net.SplitHostPort(c.ListenAddress); err == nil && port != "0" && c.ListenAddress == c.HealthAddress {
 		errs = append(errs, fmt.Errorf("--listen-address and --health-address are both %q; use two ports", c.ListenAddress))
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("--tls-cert-file and --tls-key-file go together: set both for TLS, or neither"))
 	}
-	if c.TLSMinVersion != "1.2" && c.TLSMinVersion != "1.3" {
+	if c.TLSMinVersion != serving.TLS12 && c.TLSMinVersion != serving.TLS13 {
 		errs = append(errs, fmt.Errorf("--tls-min-version %q: want 1.2 or 1.3", c.TLSMinVersion))
 	}
 	for _, d := range []struct {
@@ -173,7 +171,7 @@ type App struct {
 	grpcLis   net.Listener
 	healthLis net.Listener
 	mesh      *meshFile
-	certs     *certSource
+	certs     *serving.CertSource
 	ready     atomic.Bool
 	stop      context.CancelFunc // ends the cache's and the streams' context
 }
@@ -222,12 +220,14 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, gatherer prome
 		grpc.ReadBufferSize(8 << 10),
 	}
 	if cfg.TLSCertFile != "" {
-		a.certs = &certSource{certFile: cfg.TLSCertFile, keyFile: cfg.TLSKeyFile, log: log, metrics: a.metrics}
-		if err := a.certs.reload(); err != nil {
+		// The first pair is a Load, not counted: the reload counter says
+		// what changed while serving.
+		a.certs = serving.NewCertSource(cfg.TLSCertFile, cfg.TLSKeyFile, log, serving.CertMetrics{Reloads: a.metrics.TLSReloads})
+		if err := a.certs.Load(); err != nil {
 			stop()
-			return nil, fmt.Errorf("%w (check --tls-cert-file and --tls-key-file)", err)
+			return nil, err
 		}
-		opts = append(opts, grpc.Creds(credentials.NewTLS(serverTLS(cfg.TLSMinVersion, a.certs.getCertificate))))
+		opts = append(opts, grpc.Creds(credentials.NewTLS(serving.TLSConfig(cfg.TLSMinVersion, a.certs.GetCertificate))))
 	}
 	if a.grpcLis, err = net.Listen("tcp", cfg.ListenAddress); err != nil {
 		stop()
@@ -242,24 +242,8 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, gatherer prome
 	a.grpc = grpc.NewServer(opts...)
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(a.grpc, server.XDS())
 
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !a.ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
-	a.http = &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      15 * time.Second,
-		IdleTimeout:       90 * time.Second,
-		MaxHeaderBytes:    1 << 20,
-	}
+	health := serving.Health{Gatherer: gatherer, Log: log, Ready: a.notReady}
+	a.http = health.Server(health.Handler(), serving.DefaultTimeouts())
 
 	if a.healthLis, err = net.Listen("tcp", cfg.HealthAddress); err != nil {
 		a.grpcLis.Close()
@@ -267,23 +251,6 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, gatherer prome
 		return nil, fmt.Errorf("listen on --health-address %s: %w", cfg.HealthAddress, err)
 	}
 	return a, nil
-}
-
-// serverTLS is TLS 1.2+ with ECDHE and AEAD suites only (RELIABILITY.md).
-func serverTLS(minVersion string, get func(*tls.ClientHelloInfo) (*tls.Certificate, error)) *tls.Config {
-	c := &tls.Config{
-		GetCertificate: get,
-		MinVersion:     tls.VersionTLS12,
-		CipherSuites: []uint16{
-			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-		},
-	}
-	if minVersion == "1.3" {
-		c.MinVersion = tls.VersionTLS13
-	}
-	return c
 }
 
 // GRPCAddr is the bound gRPC address.
@@ -295,68 +262,66 @@ func (a *App) HealthAddr() net.Addr { return a.healthLis.Addr() }
 // Server is the xDS server.
 func (a *App) Server() *Server { return a.server }
 
-// Run serves until ctx is done, then shuts down: not ready, a delay for
-// endpoint removal, streams ended (proxies reconnect to another replica),
-// GracefulStop bounded by the grace period.
+// notReady says why /readyz is 503: before Run and once shutdown starts.
+func (a *App) notReady() error {
+	if !a.ready.Load() {
+		return errors.New("not serving (starting, or shutting down)")
+	}
+	return nil
+}
+
+// Run serves until ctx is done, then shuts down (serving.Lifecycle): not
+// ready, a delay for endpoint removal, streams ended (proxies reconnect to
+// another replica), GracefulStop bounded by the grace period.
 func (a *App) Run(ctx context.Context) error {
 	defer a.stop()
-	errc := make(chan error, 2)
-	go func() {
-		if err := a.grpc.Serve(a.grpcLis); err != nil {
-			errc <- fmt.Errorf("serve gRPC: %w", err)
-		}
-	}()
-	go func() {
-		if err := a.http.Serve(a.healthLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("serve health port: %w", err)
-		}
-	}()
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	var paths []string
-	var onChange []func()
+	var watches []serving.Watch
 	if a.mesh != nil {
-		paths, onChange = append(paths, a.mesh.path), append(onChange, a.mesh.reload)
+		watches = append(watches, serving.Watch{Name: "mesh settings", Files: []string{a.mesh.path},
+			Interval: a.cfg.FilePollInterval, Debounce: fileDebounce, Changed: a.mesh.reload})
 	}
 	if a.certs != nil {
-		paths, onChange = append(paths, a.certs.certFile, a.certs.keyFile), append(onChange, a.certs.onChange)
+		watches = append(watches, serving.Watch{Name: "certificate", Files: a.certs.Files(),
+			Interval: a.cfg.FilePollInterval, Debounce: fileDebounce, Changed: func() { _, _ = a.certs.Reload() }})
 	}
-	if len(paths) > 0 {
-		go watchFiles(watchCtx, a.log, paths, a.cfg.FilePollInterval, func() {
-			for _, f := range onChange {
-				f()
-			}
-		})
+	lc := serving.Lifecycle{
+		Log: a.log, Watches: watches, DrainDelay: a.cfg.ShutdownDelay, Grace: a.cfg.ShutdownGrace,
+		Serving: func() {
+			a.ready.Store(true)
+			a.log.Info("xds server listening", "grpc", a.GRPCAddr().String(), "health", a.HealthAddr().String(),
+				"tls", a.certs != nil, "mesh_config", a.cfg.MeshConfig)
+		},
+		Draining: func() { a.ready.Store(false) },
 	}
-	a.ready.Store(true)
-	a.log.Info("xds server listening", "grpc", a.GRPCAddr().String(), "health", a.HealthAddr().String(),
-		"tls", a.certs != nil, "mesh_config", a.cfg.MeshConfig)
+	return lc.Run(ctx, a.grpcUnit(), serving.HTTP("health server", a.http, a.healthLis))
+}
 
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
+// grpcUnit serves ADS; its stop sends GOAWAY (no new streams), ends the
+// open streams so that each proxy reconnects to another replica, and cuts
+// what is left when the grace runs out (not an error: proxies reconnect).
+func (a *App) grpcUnit() serving.Unit {
+	return serving.Unit{
+		Name: "gRPC server",
+		Serve: func() error {
+			if err := a.grpc.Serve(a.grpcLis); !errors.Is(err, grpc.ErrServerStopped) {
+				return err
+			}
+			return nil // stopped before it began serving
+		},
+		Stop: func(ctx context.Context) error {
+			stopped := make(chan struct{})
+			go func() {
+				a.grpc.GracefulStop()
+				close(stopped)
+			}()
+			a.stop()
+			select {
+			case <-stopped:
+			case <-ctx.Done():
+				a.log.Warn("streams still open after --shutdown-grace; cutting them", "grace", a.cfg.ShutdownGrace)
+				a.grpc.Stop()
+			}
+			return nil
+		},
 	}
-	a.ready.Store(false)
-	a.log.Info("xds server shutting down", "delay", a.cfg.ShutdownDelay, "grace", a.cfg.ShutdownGrace)
-	if runErr == nil && a.cfg.ShutdownDelay > 0 {
-		time.Sleep(a.cfg.ShutdownDelay)
-	}
-	stopped := make(chan struct{})
-	go func() {
-		a.grpc.GracefulStop() // GOAWAY: no new streams on these connections
-		close(stopped)
-	}()
-	a.stop() // ends the open ADS streams; each proxy reconnects elsewhere
-	select {
-	case <-stopped:
-	case <-time.After(a.cfg.ShutdownGrace):
-		a.grpc.Stop()
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := a.http.Shutdown(shutdownCtx); err != nil {
-		a.http.Close()
-	}
-	return runErr
 }

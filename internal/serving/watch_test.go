@@ -1,4 +1,4 @@
-package filewatch
+package serving
 
 import (
 	"context"
@@ -20,35 +20,35 @@ import (
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// start runs Watch in the background, waits until its watches are in place
+// start runs w in the background, waits until its watches are in place
 // and returns the call counter.
-func start(t *testing.T, o Options) *atomic.Int32 {
+func start(t *testing.T, w Watch) *atomic.Int32 {
 	t.Helper()
 	var calls atomic.Int32
-	startWith(t, o, func() { calls.Add(1) })
+	w.Changed = func() { calls.Add(1) }
+	startWith(t, w)
 	return &calls
 }
 
-// startWith runs Watch with changed and returns once Watch is ready.
-func startWith(t *testing.T, o Options, changed func()) {
+// startWith runs w and returns once it is ready.
+func startWith(t *testing.T, w Watch) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
-	o.Ready = func() { close(ready) }
 	done := make(chan error, 1)
-	go func() { done <- Watch(ctx, o, changed) }()
+	go func() { done <- w.Run(ctx, quiet(), func() { close(ready) }) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("Watch: %v", err)
+			t.Errorf("Watch.Run: %v", err)
 		}
 	})
 	select {
 	case <-ready:
 	case err := <-done:
-		t.Fatalf("Watch returned before it was ready: %v", err)
+		t.Fatalf("Watch.Run returned before it was ready: %v", err)
 	case <-time.After(10 * time.Second):
-		t.Fatal("Watch not ready after 10s")
+		t.Fatal("watch not ready after 10s")
 	}
 }
 
@@ -64,12 +64,12 @@ func TestEventsTriggerAfterDebounce(t *testing.T) {
 	// Each call records what the file held when it ran.
 	var mu sync.Mutex
 	var seen []string
-	startWith(t, Options{Files: []string{file}, Interval: time.Hour, Debounce: 50 * time.Millisecond, Log: quiet()}, func() {
+	startWith(t, Watch{Name: "test", Files: []string{file}, Interval: time.Hour, Debounce: 50 * time.Millisecond, Changed: func() {
 		b, _ := os.ReadFile(file)
 		mu.Lock()
 		seen = append(seen, string(b))
 		mu.Unlock()
-	})
+	}})
 	mu.Lock()
 	if len(seen) != 0 {
 		t.Errorf("called before any change: %q", seen)
@@ -119,7 +119,7 @@ func TestSymlinkSwapTriggers(t *testing.T) {
 	}
 	must(t, os.Symlink("..v1", filepath.Join(dir, "..data")))
 	must(t, os.Symlink("..data/tls.crt", filepath.Join(dir, "tls.crt")))
-	calls := start(t, Options{Files: []string{filepath.Join(dir, "tls.crt")}, Interval: time.Hour, Debounce: 20 * time.Millisecond, Log: quiet()})
+	calls := start(t, Watch{Name: "test", Files: []string{filepath.Join(dir, "tls.crt")}, Interval: time.Hour, Debounce: 20 * time.Millisecond})
 	must(t, os.Symlink("..v2", filepath.Join(dir, "..data_tmp")))
 	must(t, os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")))
 	waitCalls(t, calls, 1)
@@ -134,16 +134,16 @@ func TestSymlinkSwapTriggers(t *testing.T) {
 func TestIntervalFallback(t *testing.T) {
 	t.Parallel()
 	file := filepath.Join(t.TempDir(), "not-yet", "tls.crt")
-	calls := start(t, Options{Files: []string{file}, Interval: 30 * time.Millisecond, Debounce: time.Millisecond, Log: quiet()})
+	calls := start(t, Watch{Name: "test", Files: []string{file}, Interval: 30 * time.Millisecond, Debounce: time.Millisecond})
 	waitCalls(t, calls, 3)
 }
 
 func TestOptionsChecked(t *testing.T) {
 	t.Parallel()
-	for _, o := range []Options{{Interval: 0, Debounce: time.Second}, {Interval: time.Second, Debounce: 0}} {
-		o.Log = quiet()
-		if err := Watch(context.Background(), o, func() {}); err == nil {
-			t.Errorf("Watch(%+v) accepted", o)
+	for _, w := range []Watch{{Interval: 0, Debounce: time.Second}, {Interval: time.Second, Debounce: 0}} {
+		w.Changed = func() {}
+		if err := w.Run(context.Background(), quiet(), nil); err == nil {
+			t.Errorf("Watch{Interval: %s, Debounce: %s}.Run accepted", w.Interval, w.Debounce)
 		}
 	}
 }
@@ -162,3 +162,5 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
