@@ -6,11 +6,13 @@ import (
 	"sync"
 	"weak"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/runtime/protoiface"
 )
 
 // interner shares equal resources between snapshots: most of a snapshot
@@ -21,9 +23,11 @@ import (
 // encoding; the table holds weak pointers, so a resource no live snapshot
 // uses is collected and its entry removed. Resources are never modified
 // once built, so sharing them is safe.
+//
+// A shared resource is held as an *encoded: with its encoding, so that
+// responses copy bytes instead of marshalling it again (see encoded).
 type interner struct {
-	clusters  internTable[clusterv3.Cluster]
-	listeners internTable[listenerv3.Listener]
+	resources internTable[encoded]
 	// The parts of listeners that differ elsewhere: the inbound listeners
 	// of two pods with different app ports still have the same address,
 	// listener filters, blackhole chains and passthrough chain.
@@ -60,6 +64,16 @@ func (t *internTable[T]) intern(key [sha256.Size]byte, v *T) *T {
 	return v
 }
 
+// lookup is the live shared value of key, if any.
+func (t *internTable[T]) lookup(key [sha256.Size]byte) *T {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if wp, ok := t.m[key]; ok {
+		return wp.Value()
+	}
+	return nil
+}
+
 // len is the number of resources held (live or not yet cleaned up).
 func (t *internTable[T]) len() int {
 	t.mu.Lock()
@@ -67,23 +81,19 @@ func (t *internTable[T]) len() int {
 	return len(t.m)
 }
 
-// intern returns the shared copy of r, whose deterministic encoding
-// (with its name) hashes to key.
-func (in *interner) intern(key [sha256.Size]byte, r types.Resource) types.Resource {
-	if in == nil {
-		return r
-	}
-	switch v := r.(type) {
-	case *clusterv3.Cluster:
-		return in.clusters.intern(key, v)
-	case *listenerv3.Listener:
-		shared := in.listeners.intern(key, v)
-		if shared == v { // new: not yet seen by any other snapshot
-			in.internParts(v)
-		}
+// intern returns the shared, encoded copy of r, whose deterministic
+// encoding b (with its name) hashes to key.
+func (in *interner) intern(key [sha256.Size]byte, r types.Resource, b []byte) types.Resource {
+	if shared := in.resources.lookup(key); shared != nil {
 		return shared
 	}
-	return r
+	// New: share its parts before publishing it, so that no other
+	// snapshot sees it while they change (the encoding stays the same:
+	// each part is replaced by an equal one).
+	if l, ok := r.(*listenerv3.Listener); ok {
+		in.internParts(l)
+	}
+	return in.resources.intern(key, &encoded{Message: r.ProtoReflect(), name: cache.GetResourceName(r), b: b})
 }
 
 // internParts replaces the parts of l, a listener no snapshot holds yet,
@@ -114,4 +124,52 @@ func internMessage[T any, P interface {
 		return m
 	}
 	return t.intern(sha256.Sum256(b), m)
+}
+
+// encoded is a resource with its deterministic encoding, made once per
+// distinct resource and shared by every snapshot and response holding it.
+// go-control-plane's SnapshotCache marshals each resource of each response
+// anew (a new cachedResource per response): that was 16% of the server's
+// CPU with 10,000 proxies in 50 groups, and deep marshalling grew every
+// stream goroutine's stack. An encoded resource marshals by handing out
+// its encoding, capacity clipped so that an append copies it; the bytes are
+// never written. Everything else (its name, reflection, JSON, comparison)
+// is the resource's own, which must not change once encoded.
+type encoded struct {
+	protoreflect.Message // the resource's
+	name                 string
+	b                    []byte
+}
+
+// ProtoReflect makes an encoded resource a proto.Message (types.Resource).
+func (e *encoded) ProtoReflect() protoreflect.Message { return e }
+
+// Interface is the encoded resource itself, so that a round trip through
+// reflection keeps its encoder.
+func (e *encoded) Interface() protoreflect.ProtoMessage { return e }
+
+// GetName is the resource's name (cache.GetResourceName).
+func (e *encoded) GetName() string { return e.name }
+
+// Resource is the resource the encoding is of.
+func (e *encoded) Resource() proto.Message { return e.Message.Interface() }
+
+// ProtoMethods gives the protobuf runtime the fast path: the encoding as
+// it is. Without a Size method the runtime passes Marshal no buffer of its
+// own to fill, and proto.Size falls back on the resource's reflection.
+func (e *encoded) ProtoMethods() *protoiface.Methods { return &encodedMethods }
+
+var encodedMethods = protoiface.Methods{
+	Flags: protoiface.SupportMarshalDeterministic,
+	Marshal: func(in protoiface.MarshalInput) (protoiface.MarshalOutput, error) {
+		e := in.Message.(*encoded)
+		if len(in.Buf) == 0 {
+			return protoiface.MarshalOutput{Buf: e.b[:len(e.b):len(e.b)]}, nil
+		}
+		return protoiface.MarshalOutput{Buf: append(in.Buf, e.b...)}, nil
+	},
+	// The resource passed envoy.ValidateDeep before it was encoded.
+	CheckInitialized: func(protoiface.CheckInitializedInput) (protoiface.CheckInitializedOutput, error) {
+		return protoiface.CheckInitializedOutput{}, nil
+	},
 }

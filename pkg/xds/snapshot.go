@@ -149,7 +149,7 @@ func contentVersion(res []types.Resource, in *interner) (string, error) {
 			rh := sha256.New()
 			fmt.Fprintf(rh, "%s\x00", cache.GetResourceName(r))
 			rh.Write(b)
-			res[i] = in.intern([sha256.Size]byte(rh.Sum(nil)), r)
+			res[i] = in.intern([sha256.Size]byte(rh.Sum(nil)), r, b)
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil)[:8]), nil
