@@ -82,14 +82,12 @@ func (t *internTable[T]) len() int {
 }
 
 // intern returns the shared, encoded copy of r, whose deterministic
-// encoding b (with its name) hashes to key.
+// encoding b (with its name) hashes to key: r itself, encoded, unless
+// another snapshot published an equal one first.
 func (in *interner) intern(key [sha256.Size]byte, r types.Resource, b []byte) types.Resource {
-	if shared := in.resources.lookup(key); shared != nil {
-		return shared
-	}
-	// New: share its parts before publishing it, so that no other
-	// snapshot sees it while they change (the encoding stays the same:
-	// each part is replaced by an equal one).
+	// Share its parts before publishing it, so that no other snapshot
+	// sees it while they change (the encoding stays the same: each part
+	// is replaced by an equal one).
 	if l, ok := r.(*listenerv3.Listener); ok {
 		in.internParts(l)
 	}
