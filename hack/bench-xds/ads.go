@@ -14,7 +14,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
-	"github.com/sidecar-injector/sidecar-injector/envoy"
 	// Also links the extension types the resources pack (tcp_proxy, ...),
 	// which decoding them takes.
 	"github.com/sidecar-injector/sidecar-injector/pkg/xds"
@@ -115,7 +114,7 @@ func (r *response) parse(b []byte) error {
 }
 
 // contents checks responses: the first response of each (type, version)
-// is decoded and validated in full, the others must carry the same
+// is decoded in full, the others must carry the same
 // resources (the same bytes, in any order: the server sends them in map
 // order),
 // and every response must hold the inbound cluster or filter chain of the
@@ -164,9 +163,10 @@ func fieldLen(b []byte) int {
 	return n + protowire.ConsumeFieldValue(num, typ, b[n:])
 }
 
-// decode reads the resources fields b as Envoy would, validates each
-// resource and returns the fields (copied) and the names of the clusters
-// or of the inbound listener's filter chains.
+// decode reads the resources fields b into their types, as Envoy would
+// (the server ran envoy.ValidateDeep on each before serving it), and
+// returns the fields (copied) and the names of the clusters or of the
+// inbound listener's filter chains.
 func decode(typeURL string, b []byte) (entries, served map[string]bool, err error) {
 	entries = map[string]bool{}
 	served = map[string]bool{}
@@ -190,9 +190,6 @@ func decode(typeURL string, b []byte) (entries, served map[string]bool, err erro
 		}
 		msg, err := a.UnmarshalNew()
 		if err != nil {
-			return nil, nil, err
-		}
-		if err := envoy.ValidateDeep(msg); err != nil {
 			return nil, nil, err
 		}
 		switch r := msg.(type) {
