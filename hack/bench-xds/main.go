@@ -50,6 +50,7 @@ type config struct {
 	server     string
 	health     string
 	serverPID  int
+	memLimit   int64
 	n          int
 	conns      int
 	groups     int
@@ -64,6 +65,7 @@ type result struct {
 	N             int     `json:"n"`
 	Conns         int     `json:"conns"`
 	Groups        int     `json:"groups"`
+	MemoryLimit   int64   `json:"server_memory_limit_bytes"`
 	ConnectS      float64 `json:"connect_seconds"`
 	FirstConfigS  float64 `json:"first_config_seconds"`
 	PushS         float64 `json:"push_seconds"`
@@ -86,6 +88,7 @@ func main() {
 	flag.StringVar(&c.server, "server", "127.0.0.1:18000", "xds gRPC address (loopback only)")
 	flag.StringVar(&c.health, "health", "127.0.0.1:18080", "xds health address, for /metrics (loopback only)")
 	flag.IntVar(&c.serverPID, "server-pid", 0, "pid of the xds server, for RSS and CPU from /proc")
+	flag.Int64Var(&c.memLimit, "server-memory-limit", 0, "the server's --memory-limit in bytes, for the record")
 	flag.IntVar(&c.n, "n", 1000, "simulated proxies (one ADS stream each)")
 	flag.IntVar(&c.conns, "conns", 0, "gRPC connections the streams share (0: one per 16 streams, the server's --max-concurrent-streams)")
 	flag.IntVar(&c.groups, "groups", 50, "distinct port layouts among the proxies (snapshots the server holds)")
@@ -141,7 +144,7 @@ func main() {
 }
 
 // renderRow prints a result as a row of the table in docs/benchmarks.md:
-// | proxies | conns | snapshots | connect | first config | push (server side) | RSS | RSS/proxy | server CPU | loadgen CPU |
+// | proxies | conns | snapshots | memory limit | connect | first config | push (server side) | RSS | RSS/proxy | server CPU | loadgen CPU |
 func renderRow(path string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -151,8 +154,12 @@ func renderRow(path string) error {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	fmt.Printf("| %d | %d | %.0f | %.2f s | %.2f s | %.2f s (%.3f s) | %.0f MiB | %.1f KiB (%.1f above idle) | %.2f / %.2f / %.2f s | %.2f s |\n",
-		r.N, r.Conns, r.Snapshots, r.ConnectS, r.FirstConfigS, r.PushS, r.ServerPushS, float64(r.RSSKiB)/1024,
+	limit := "none"
+	if r.MemoryLimit > 0 {
+		limit = fmt.Sprintf("%d Mi", r.MemoryLimit>>20)
+	}
+	fmt.Printf("| %d | %d | %.0f | %s | %.2f s | %.2f s | %.2f s (%.3f s) | %.0f MiB | %.1f KiB (%.1f above idle) | %.2f / %.2f / %.2f s | %.2f s |\n",
+		r.N, r.Conns, r.Snapshots, limit, r.ConnectS, r.FirstConfigS, r.PushS, r.ServerPushS, float64(r.RSSKiB)/1024,
 		r.RSSPerProxy, r.RSSDeltaPer, r.CPUConnectS, r.CPUFirstS, r.CPUPushS, r.LoadgenCPUS)
 	return nil
 }
@@ -246,7 +253,7 @@ const podIPKey = "podIP"
 func appPort(g int) uint32 { return uint32(20000 + g) }
 
 func run(ctx context.Context, c config) (*result, error) {
-	r := &result{N: c.n, Conns: c.conns, Groups: c.groups}
+	r := &result{N: c.n, Conns: c.conns, Groups: c.groups, MemoryLimit: c.memLimit}
 	cpu0, rss0, err := procStats(c.serverPID)
 	if err != nil {
 		return nil, err
