@@ -162,7 +162,7 @@ func (s *Server) StatusKeys() []string {
 func (s *Server) XDS() serverv3.Server {
 	// Ordered ADS: one response channel per stream and responses in the
 	// order the cache produced them (CDS before LDS on a push).
-	return serverv3.NewServer(s.ctx, s.mux, s.callbacks(), sotw.WithOrderedADS())
+	return adsServer{Server: serverv3.NewServer(s.ctx, s.mux, s.callbacks(), sotw.WithOrderedADS()), s: s}
 }
 
 // cachedHash is the cache's NodeHash: the group key of an open stream's
