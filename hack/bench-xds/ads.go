@@ -28,7 +28,15 @@ type codec struct{}
 
 func (codec) Name() string { return "proto" } // the content-subtype the server expects
 
-func (codec) Marshal(v any) (mem.BufferSlice, error) { return encoding.GetCodecV2("proto").Marshal(v) }
+func (codec) Marshal(v any) (mem.BufferSlice, error) {
+	if b, ok := v.(encodedRequest); ok {
+		return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+	}
+	return encoding.GetCodecV2("proto").Marshal(v)
+}
+
+// encodedRequest is a DiscoveryRequest encoded beforehand; sent as it is.
+type encodedRequest []byte
 
 func (codec) Unmarshal(data mem.BufferSlice, v any) error {
 	r, ok := v.(*response)

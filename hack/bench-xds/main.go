@@ -41,6 +41,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/sidecar-injector/sidecar-injector/envoy"
@@ -198,9 +199,12 @@ func (c *config) validate() error {
 
 // proxy is one simulated Envoy.
 type proxy struct {
-	id     int
-	group  int
-	node   *corev3.Node
+	id    int
+	group int
+	// first is its first request (CDS, with its node), encoded while the
+	// streams open: an Envoy encodes its own requests on its own CPU, not
+	// on the cores the server is measured on.
+	first  encodedRequest
 	stream grpc.ClientStream
 	// acked versions by type, written by the proxy's goroutine.
 	mu    sync.Mutex
@@ -285,7 +289,11 @@ func run(ctx context.Context, c config) (*result, error) {
 		if err != nil {
 			return nil, err
 		}
-		p := &proxy{id: i, group: i % c.groups, node: node, acked: map[string]string{}}
+		first, err := proto.Marshal(&discoveryv3.DiscoveryRequest{TypeUrl: resource.ClusterType, Node: node})
+		if err != nil {
+			return nil, err
+		}
+		p := &proxy{id: i, group: i % c.groups, first: first, acked: map[string]string{}}
 		proxies[i] = p
 		openWG.Add(1)
 		sem <- struct{}{}
@@ -398,10 +406,10 @@ func run(ctx context.Context, c config) (*result, error) {
 // response must carry its group's resources (checked once per distinct
 // content by contents) before it is ACKed.
 func (p *proxy) loop(contents *contents, firstDone chan<- int) error {
-	send := func(typeURL, version, nonce string, node *corev3.Node) error {
-		return p.stream.SendMsg(&discoveryv3.DiscoveryRequest{TypeUrl: typeURL, VersionInfo: version, ResponseNonce: nonce, Node: node})
+	send := func(typeURL, version, nonce string) error {
+		return p.stream.SendMsg(&discoveryv3.DiscoveryRequest{TypeUrl: typeURL, VersionInfo: version, ResponseNonce: nonce})
 	}
-	if err := send(resource.ClusterType, "", "", p.node); err != nil {
+	if err := p.stream.SendMsg(p.first); err != nil {
 		return err
 	}
 	reportedFirst := false
@@ -415,7 +423,7 @@ func (p *proxy) loop(contents *contents, firstDone chan<- int) error {
 		if err != nil {
 			return err
 		}
-		if err := send(resp.typeURL, resp.version, resp.nonce, nil); err != nil {
+		if err := send(resp.typeURL, resp.version, resp.nonce); err != nil {
 			return err
 		}
 		p.mu.Lock()
@@ -429,7 +437,7 @@ func (p *proxy) loop(contents *contents, firstDone chan<- int) error {
 		p.mu.Unlock()
 		if resp.typeURL == resource.ClusterType && first {
 			// Envoy asks for listeners once its clusters are in.
-			if err := send(resource.ListenerType, "", "", nil); err != nil {
+			if err := send(resource.ListenerType, "", ""); err != nil {
 				return err
 			}
 		}
