@@ -12,8 +12,8 @@
 #   BENCH_XDS_OUT=                  keep logs, results and profiles here
 #   BENCH_XDS_SERVER_GOGC=          GOGC of the server only (default: the binary's --gc-percent)
 #   BENCH_XDS_SERVER_MEMORY_LIMIT=  --memory-limit of the server in bytes; default: what the chart's
-#                                   values say a replica needs for N proxies (resources.limits.memory
-#                                   512Mi up to 10,000 proxies, 1Gi up to 20,000; the runtime keeps to 85%)
+#                                   values (xds.resources) give for N of these proxies, 16 per connection:
+#                                   512Mi up to 10,000, 1Gi above (the runtime keeps to 85% of it)
 #   BENCH_XDS_DOC=docs/benchmarks.md  the file whose "xds" section gets the table
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,8 +29,9 @@ out=${BENCH_XDS_OUT:-$(mktemp -d)}
 mkdir -p "$out"
 go=${GO:-go}
 
-# memory_limit N: the xds pod's memory limit for N proxies per replica, as
-# the chart's values.yaml documents it (xds.resources).
+# memory_limit N: the xds pod's memory limit for N of the benchmark's
+# proxies (16 per connection) on one replica, as the chart's values.yaml
+# documents it (xds.resources).
 memory_limit() {
   if [ -n "${BENCH_XDS_SERVER_MEMORY_LIMIT:-}" ]; then
     echo "$BENCH_XDS_SERVER_MEMORY_LIMIT"
