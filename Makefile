@@ -52,7 +52,7 @@ bench-webhook: ## webhook vs the null webhook under admitload: ratios into docs/
 	hack/bench-webhook.sh
 
 .PHONY: bench-xds
-bench-xds: ## xDS server with 1,000 / 5,000 / 10,000 simulated proxies: figures into docs/benchmarks.md
+bench-xds: ## xDS server with 1,000 / 5,000 / 10,000 / 20,000 simulated proxies: figures into docs/benchmarks.md
 	hack/bench-xds/run.sh
 
 .PHONY: chart-docs

@@ -21,11 +21,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,6 +41,8 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/sidecar-injector/sidecar-injector/envoy"
 )
@@ -46,12 +51,14 @@ type config struct {
 	server     string
 	health     string
 	serverPID  int
+	memLimit   int64
 	n          int
 	conns      int
 	groups     int
 	meshFile   string
 	timeout    time.Duration
 	jsonOutput bool
+	cpuProfile string
 }
 
 // result is one run's figures.
@@ -59,6 +66,7 @@ type result struct {
 	N             int     `json:"n"`
 	Conns         int     `json:"conns"`
 	Groups        int     `json:"groups"`
+	MemoryLimit   int64   `json:"server_memory_limit_bytes"`
 	ConnectS      float64 `json:"connect_seconds"`
 	FirstConfigS  float64 `json:"first_config_seconds"`
 	PushS         float64 `json:"push_seconds"`
@@ -81,12 +89,14 @@ func main() {
 	flag.StringVar(&c.server, "server", "127.0.0.1:18000", "xds gRPC address (loopback only)")
 	flag.StringVar(&c.health, "health", "127.0.0.1:18080", "xds health address, for /metrics (loopback only)")
 	flag.IntVar(&c.serverPID, "server-pid", 0, "pid of the xds server, for RSS and CPU from /proc")
+	flag.Int64Var(&c.memLimit, "server-memory-limit", 0, "the server's --memory-limit in bytes, for the record")
 	flag.IntVar(&c.n, "n", 1000, "simulated proxies (one ADS stream each)")
 	flag.IntVar(&c.conns, "conns", 0, "gRPC connections the streams share (0: one per 16 streams, the server's --max-concurrent-streams)")
 	flag.IntVar(&c.groups, "groups", 50, "distinct port layouts among the proxies (snapshots the server holds)")
 	flag.StringVar(&c.meshFile, "mesh-file", "", "the server's --mesh-config file; rewritten for the push phase")
 	flag.DurationVar(&c.timeout, "timeout", 120*time.Second, "bound of the whole run")
 	flag.BoolVar(&c.jsonOutput, "json", false, "print the result as JSON")
+	flag.StringVar(&c.cpuProfile, "cpu-profile", "", "write the load generator's own CPU profile to this file")
 	render := flag.String("render", "", "print the JSON result in this file as a row of the docs/benchmarks.md table, and exit")
 	flag.Parse()
 	if *render != "" {
@@ -100,6 +110,22 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench-xds:", err)
 		os.Exit(2)
 	}
+	if c.cpuProfile != "" {
+		f, err := os.Create(c.cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench-xds: -cpu-profile:", err)
+			os.Exit(2)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
+	// The load generator shares the cores with the server: a higher GC
+	// percent trades some of its memory (not measured) for CPU (measured:
+	// both compete for the same two cores).
+	debug.SetGCPercent(400)
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	r, err := run(ctx, c)
@@ -119,7 +145,7 @@ func main() {
 }
 
 // renderRow prints a result as a row of the table in docs/benchmarks.md:
-// | proxies | conns | snapshots | connect | first config | push (server side) | RSS | RSS/proxy | server CPU | loadgen CPU |
+// | proxies | conns | snapshots | memory limit | connect | first config | push (server side) | RSS | RSS/proxy | server CPU | loadgen CPU |
 func renderRow(path string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -129,8 +155,12 @@ func renderRow(path string) error {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	fmt.Printf("| %d | %d | %.0f | %.2f s | %.2f s | %.2f s (%.3f s) | %.0f MiB | %.1f KiB (%.1f above idle) | %.2f / %.2f / %.2f s | %.2f s |\n",
-		r.N, r.Conns, r.Snapshots, r.ConnectS, r.FirstConfigS, r.PushS, r.ServerPushS, float64(r.RSSKiB)/1024,
+	limit := "none"
+	if r.MemoryLimit > 0 {
+		limit = fmt.Sprintf("%d Mi", r.MemoryLimit>>20)
+	}
+	fmt.Printf("| %d | %d | %.0f | %s | %.2f s | %.2f s | %.2f s (%.3f s) | %.0f MiB | %.1f KiB (%.1f above idle) | %.2f / %.2f / %.2f s | %.2f s |\n",
+		r.N, r.Conns, r.Snapshots, limit, r.ConnectS, r.FirstConfigS, r.PushS, r.ServerPushS, float64(r.RSSKiB)/1024,
 		r.RSSPerProxy, r.RSSDeltaPer, r.CPUConnectS, r.CPUFirstS, r.CPUPushS, r.LoadgenCPUS)
 	return nil
 }
@@ -169,9 +199,13 @@ func (c *config) validate() error {
 
 // proxy is one simulated Envoy.
 type proxy struct {
-	id     int
-	node   *corev3.Node
-	stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	id    int
+	group int
+	// first is its first request (CDS, with its node), encoded while the
+	// streams open: an Envoy encodes its own requests on its own CPU, not
+	// on the cores the server is measured on.
+	first  encodedRequest
+	stream grpc.ClientStream
 	// acked versions by type, written by the proxy's goroutine.
 	mu    sync.Mutex
 	acked map[string]string
@@ -181,23 +215,49 @@ type proxy struct {
 	pushDone chan<- int
 }
 
-func nodeFor(i, groups int) (*corev3.Node, error) {
-	g := i % groups
-	md := envoy.NodeMetadata{
-		Version: envoy.MetadataVersion, InboundPort: 10001, OutboundPort: 10002, StatsPort: 10090, AdminPort: envoy.DefaultAdminPort,
-		AppPorts:   []envoy.AppPort{{Port: uint32(20000 + g), Name: "http"}, {Port: 9090, Name: "metrics"}},
-		PodIP:      fmt.Sprintf("10.%d.%d.%d", 1+i>>16, (i>>8)&255, i&255),
-		ConfigHash: "bench", InjectorVersion: "bench",
-	}
-	s, err := envoy.MetadataStruct(md)
-	if err != nil {
-		return nil, err
-	}
-	return &corev3.Node{Id: fmt.Sprintf("bench-%d.ns-%d", i, i%97), Cluster: fmt.Sprintf("ns-%d", i%97), Metadata: s}, nil
+// nodes makes the nodes of the proxies, each with its own id and podIP:
+// the metadata Struct of each group is made once (as the injector writes
+// it, with envoy.MetadataStruct) and each proxy's shares its values but
+// the podIP.
+type nodes struct {
+	groups    int
+	templates []*structpb.Struct
 }
 
+func (ns *nodes) node(i int) (*corev3.Node, error) {
+	if ns.templates == nil {
+		ns.templates = make([]*structpb.Struct, ns.groups)
+	}
+	g := i % ns.groups
+	if ns.templates[g] == nil {
+		md := envoy.NodeMetadata{
+			Version: envoy.MetadataVersion, InboundPort: 10001, OutboundPort: 10002, StatsPort: 10090, AdminPort: envoy.DefaultAdminPort,
+			AppPorts:   []envoy.AppPort{{Port: appPort(g), Name: "http"}, {Port: 9090, Name: "metrics"}},
+			PodIP:      "10.0.0.1",
+			ConfigHash: "bench", InjectorVersion: "bench",
+		}
+		s, err := envoy.MetadataStruct(md)
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := s.GetFields()[podIPKey]; !ok {
+			return nil, fmt.Errorf("node metadata has no %q field", podIPKey)
+		}
+		ns.templates[g] = s
+	}
+	fields := maps.Clone(ns.templates[g].GetFields())
+	fields[podIPKey] = structpb.NewStringValue(fmt.Sprintf("10.%d.%d.%d", 1+i>>16, (i>>8)&255, i&255))
+	return &corev3.Node{Id: fmt.Sprintf("bench-%d.ns-%d", i, i%97), Cluster: fmt.Sprintf("ns-%d", i%97), Metadata: &structpb.Struct{Fields: fields}}, nil
+}
+
+// podIPKey is the metadata field of the pod's IP.
+const podIPKey = "podIP"
+
+// appPort is the app port of group g: each group has its own.
+func appPort(g int) uint32 { return uint32(20000 + g) }
+
 func run(ctx context.Context, c config) (*result, error) {
-	r := &result{N: c.n, Conns: c.conns, Groups: c.groups}
+	r := &result{N: c.n, Conns: c.conns, Groups: c.groups, MemoryLimit: c.memLimit}
 	cpu0, rss0, err := procStats(c.serverPID)
 	if err != nil {
 		return nil, err
@@ -219,23 +279,29 @@ func run(ctx context.Context, c config) (*result, error) {
 	streamCtx, closeStreams := context.WithCancel(ctx)
 	defer closeStreams()
 	proxies := make([]*proxy, c.n)
+	ns := &nodes{groups: c.groups}
 	start := time.Now()
 	var openWG sync.WaitGroup
 	var openErr atomic.Value
 	sem := make(chan struct{}, 256)
 	for i := range proxies {
-		node, err := nodeFor(i, c.groups)
+		node, err := ns.node(i)
 		if err != nil {
 			return nil, err
 		}
-		p := &proxy{id: i, node: node, acked: map[string]string{}}
+		first, err := proto.Marshal(&discoveryv3.DiscoveryRequest{TypeUrl: resource.ClusterType, Node: node})
+		if err != nil {
+			return nil, err
+		}
+		p := &proxy{id: i, group: i % c.groups, first: first, acked: map[string]string{}}
 		proxies[i] = p
 		openWG.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer openWG.Done()
 			defer func() { <-sem }()
-			s, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conns[p.id%len(conns)]).StreamAggregatedResources(streamCtx)
+			s, err := conns[p.id%len(conns)].NewStream(streamCtx, &discoveryv3.AggregatedDiscoveryService_ServiceDesc.Streams[0],
+				discoveryv3.AggregatedDiscoveryService_StreamAggregatedResources_FullMethodName, grpc.ForceCodecV2(codec{}))
 			if err != nil {
 				openErr.Store(fmt.Errorf("open stream %d: %w", p.id, err))
 				return
@@ -255,13 +321,14 @@ func run(ctx context.Context, c config) (*result, error) {
 	r.CPUConnectS = cpu1 - cpu0
 
 	// Phase 2: every proxy does what Envoy does at start, all at once.
+	contents := &contents{}
 	firstDone := make(chan int, c.n)
 	runErr := make(chan error, c.n)
 	go0 := make(chan struct{})
 	for _, p := range proxies {
 		go func() {
 			<-go0
-			if err := p.loop(firstDone); streamCtx.Err() == nil { // loop returns only when its stream fails
+			if err := p.loop(contents, firstDone); streamCtx.Err() == nil { // loop returns only when its stream fails
 				runErr <- fmt.Errorf("proxy %d: %w", p.id, err)
 			}
 		}()
@@ -277,6 +344,10 @@ func run(ctx context.Context, c config) (*result, error) {
 		return nil, err
 	}
 	r.CPUFirstS = cpu2 - cpu1
+	base, err := checkGroups(proxies, nil)
+	if err != nil {
+		return nil, fmt.Errorf("first config: %w", err)
+	}
 	r.RSSKiB = rss2
 	r.RSSPerProxy = float64(rss2) / float64(c.n)
 	r.RSSDeltaPer = float64(rss2-rss0) / float64(c.n)
@@ -304,6 +375,9 @@ func run(ctx context.Context, c config) (*result, error) {
 		return nil, err
 	}
 	r.CPUPushS = cpu3 - cpu2
+	if _, err := checkGroups(proxies, base); err != nil {
+		return nil, fmt.Errorf("push: %w", err)
+	}
 	r.CPUTotalS = cpu3 - cpu0
 	if rss3 > r.RSSKiB {
 		r.RSSKiB = rss3
@@ -328,38 +402,42 @@ func run(ctx context.Context, c config) (*result, error) {
 	return r, nil
 }
 
-// loop is one proxy: CDS, ACK + LDS, ACK; then ACK whatever comes.
-func (p *proxy) loop(firstDone chan<- int) error {
-	send := func(typeURL, version, nonce string, node *corev3.Node) error {
-		return p.stream.Send(&discoveryv3.DiscoveryRequest{TypeUrl: typeURL, VersionInfo: version, ResponseNonce: nonce, Node: node})
+// loop is one proxy: CDS, ACK + LDS, ACK; then ACK whatever comes. Each
+// response must carry its group's resources (checked once per distinct
+// content by contents) before it is ACKed.
+func (p *proxy) loop(contents *contents, firstDone chan<- int) error {
+	send := func(typeURL, version, nonce string) error {
+		return p.stream.SendMsg(&discoveryv3.DiscoveryRequest{TypeUrl: typeURL, VersionInfo: version, ResponseNonce: nonce})
 	}
-	if err := send(resource.ClusterType, "", "", p.node); err != nil {
+	if err := p.stream.SendMsg(p.first); err != nil {
 		return err
 	}
 	reportedFirst := false
 	for {
-		resp, err := p.stream.Recv()
+		var resp response
+		if err := p.stream.RecvMsg(&resp); err != nil {
+			return err
+		}
+		err := contents.check(&resp, appPort(p.group))
+		resp.free()
 		if err != nil {
 			return err
 		}
-		if len(resp.GetResources()) == 0 {
-			return fmt.Errorf("%s response without resources", resp.GetTypeUrl())
-		}
-		if err := send(resp.GetTypeUrl(), resp.GetVersionInfo(), resp.GetNonce(), nil); err != nil {
+		if err := send(resp.typeURL, resp.version, resp.nonce); err != nil {
 			return err
 		}
 		p.mu.Lock()
-		first := p.acked[resp.GetTypeUrl()] == ""
-		p.acked[resp.GetTypeUrl()] = resp.GetVersionInfo()
+		first := p.acked[resp.typeURL] == ""
+		p.acked[resp.typeURL] = resp.version
 		haveBoth := p.acked[resource.ListenerType] != ""
 		if p.pushDone != nil && p.acked[resource.ClusterType] != p.base[0] && p.acked[resource.ListenerType] != p.base[1] {
 			p.pushDone <- p.id
 			p.pushDone = nil
 		}
 		p.mu.Unlock()
-		if resp.GetTypeUrl() == resource.ClusterType && first {
+		if resp.typeURL == resource.ClusterType && first {
 			// Envoy asks for listeners once its clusters are in.
-			if err := send(resource.ListenerType, "", "", nil); err != nil {
+			if err := send(resource.ListenerType, "", ""); err != nil {
 				return err
 			}
 		}
@@ -368,6 +446,25 @@ func (p *proxy) loop(firstDone chan<- int) error {
 			firstDone <- p.id
 		}
 	}
+}
+
+// checkGroups: every proxy of a group holds the same versions, and, when
+// base is given (after the push), versions other than base's.
+func checkGroups(proxies []*proxy, base map[int][2]string) (map[int][2]string, error) {
+	got := map[int][2]string{}
+	for _, p := range proxies {
+		p.mu.Lock()
+		v := [2]string{p.acked[resource.ClusterType], p.acked[resource.ListenerType]}
+		p.mu.Unlock()
+		if g, ok := got[p.group]; ok && g != v {
+			return nil, fmt.Errorf("proxy %d of group %d holds versions %v, another of its group %v", p.id, p.group, v, g)
+		}
+		if b, ok := base[p.group]; ok && (v[0] == b[0] || v[1] == b[1]) {
+			return nil, fmt.Errorf("proxy %d of group %d still holds versions %v after the push (before: %v)", p.id, p.group, v, b)
+		}
+		got[p.group] = v
+	}
+	return got, nil
 }
 
 func waitAll(ctx context.Context, done <-chan int, errs <-chan error, n int, phase string) error {

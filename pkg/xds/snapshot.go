@@ -132,24 +132,36 @@ func buildSnapshot(node NodeInfo, mesh MeshSettings, in *interner) (*cache.Snaps
 
 // contentVersion hashes the deterministic encoding of resources (in order,
 // with their names): equal resources, equal version. With an interner,
-// each resource is replaced by the shared copy of an equal one.
+// each resource is replaced by the shared copy of an equal one, which was
+// validated when it was first built: of the resources of thousands of
+// distinct groups, only what differs is validated (it was half of the
+// server's CPU for 10,000 distinct groups).
 func contentVersion(res []types.Resource, in *interner) (string, error) {
 	h := sha256.New()
 	for i, r := range res {
-		if err := envoy.ValidateDeep(r); err != nil {
-			return "", fmt.Errorf("resource %q: %w", cache.GetResourceName(r), err)
-		}
+		name := cache.GetResourceName(r)
 		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r)
 		if err != nil {
-			return "", fmt.Errorf("encode resource %q: %w", cache.GetResourceName(r), err)
+			return "", fmt.Errorf("encode resource %q: %w", name, err)
 		}
-		fmt.Fprintf(h, "%s\x00%d\x00", cache.GetResourceName(r), len(b))
+		fmt.Fprintf(h, "%s\x00%d\x00", name, len(b))
 		h.Write(b)
+		var key [sha256.Size]byte
 		if in != nil {
 			rh := sha256.New()
-			fmt.Fprintf(rh, "%s\x00", cache.GetResourceName(r))
+			fmt.Fprintf(rh, "%s\x00", name)
 			rh.Write(b)
-			res[i] = in.intern([sha256.Size]byte(rh.Sum(nil)), r)
+			key = [sha256.Size]byte(rh.Sum(nil))
+			if shared := in.resources.lookup(key); shared != nil {
+				res[i] = shared
+				continue
+			}
+		}
+		if err := envoy.ValidateDeep(r); err != nil {
+			return "", fmt.Errorf("resource %q: %w", name, err)
+		}
+		if in != nil {
+			res[i] = in.intern(key, r, b)
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil)[:8]), nil

@@ -88,12 +88,13 @@ func dial(t *testing.T, addr string) *grpc.ClientConn {
 }
 
 // Row X3: 10,000 streams with distinct 1-port metadata (10,000 groups).
-// They took 1.77 GB; now about 500 MiB under the chart's 512Mi limit:
-// about 200 MB of heap (equal resources and filter chains shared between
-// the groups' snapshots, a stream's node metadata dropped once read) and
-// 174 MB of goroutine stacks (two 8 KiB stacks a stream, in gRPC's and
-// go-control-plane's per-stream goroutines), with the runtime kept to 85%
-// of the limit so the binary's own pages fit beside it.
+// They took 1.77 GB; now about 470 MiB under the chart's 512Mi limit:
+// about 160 MB of heap (equal resources shared between the groups'
+// snapshots as their encodings, a stream's node metadata dropped once
+// read) and 172 MB of goroutine stacks (two 8 KiB stacks a stream, in
+// gRPC's and go-control-plane's per-stream goroutines; the deep work runs
+// on the server's workers, so they do not grow), with the runtime kept to
+// 85% of the limit so the binary's own pages fit beside it.
 func TestXDSDistinctStreams(t *testing.T) {
 	c := startXDS(t)
 	const streams, perConn = 10000, 16 // --max-concurrent-streams
