@@ -124,7 +124,7 @@ func (p *patcher) setAnnotation(key, value string) {
 	if _, exists := p.pod.Annotations[key]; exists {
 		op = "replace"
 	}
-	p.ops = append(p.ops, PatchOp{Op: op, Path: "/metadata/annotations/" + escapePointer(key), Value: value})
+	p.ops = append(p.ops, PatchOp{Op: op, Path: annotationPath(key), Value: value})
 	p.ownAnnotationMap()
 	p.pod.Annotations[key] = value
 }
@@ -147,7 +147,7 @@ func (p *patcher) removeInjected(st *Status) {
 	spec.Volumes = removeNamed(p, "/spec/volumes/", spec.Volumes, st.Volumes, func(v corev1.Volume) string { return v.Name })
 	for _, key := range st.Annotations {
 		if _, ok := p.pod.Annotations[key]; ok && key != StatusAnnotation {
-			p.ops = append(p.ops, PatchOp{Op: "remove", Path: "/metadata/annotations/" + escapePointer(key)})
+			p.ops = append(p.ops, PatchOp{Op: "remove", Path: annotationPath(key)})
 			p.ownAnnotationMap()
 			delete(p.pod.Annotations, key)
 		}
@@ -157,7 +157,7 @@ func (p *patcher) removeInjected(st *Status) {
 // removeStatus removes the status annotation (uninject).
 func (p *patcher) removeStatus() {
 	if _, ok := p.pod.Annotations[StatusAnnotation]; ok {
-		p.ops = append(p.ops, PatchOp{Op: "remove", Path: "/metadata/annotations/" + escapePointer(StatusAnnotation)})
+		p.ops = append(p.ops, PatchOp{Op: "remove", Path: annotationPath(StatusAnnotation)})
 		p.ownAnnotationMap()
 		delete(p.pod.Annotations, StatusAnnotation)
 	}
@@ -207,6 +207,22 @@ func removeNamed[T any](p *patcher, prefix string, items []T, names []string, na
 		keep = []T{} // the JSON array still exists, empty
 	}
 	return keep
+}
+
+// The paths of the annotations every injection writes, escaped once.
+var ownAnnotationPaths = map[string]string{
+	StatusAnnotation: "/metadata/annotations/" + escapePointer(StatusAnnotation),
+	promScrape:       "/metadata/annotations/" + escapePointer(promScrape),
+	promPort:         "/metadata/annotations/" + escapePointer(promPort),
+	promPath:         "/metadata/annotations/" + escapePointer(promPath),
+}
+
+// annotationPath is the JSON Pointer of the annotation key.
+func annotationPath(key string) string {
+	if p, ok := ownAnnotationPaths[key]; ok {
+		return p
+	}
+	return "/metadata/annotations/" + escapePointer(key)
 }
 
 // escapePointer escapes a JSON Pointer reference token (RFC 6901).
