@@ -118,6 +118,7 @@ func (a *verdict) reviewOut(rev *reviewIn) *reviewOut {
 // the same reading, decoding, answer, metric and log line; mode picks what
 // decides.
 func (s *Server) serveReview(w http.ResponseWriter, r *http.Request, mode reviewMode) {
+	growStack()
 	start := s.now()
 	body, finish, ok := s.readReview(w, r, start)
 	defer finish()
@@ -145,6 +146,31 @@ func (s *Server) serveReview(w http.ResponseWriter, r *http.Request, mode review
 	}
 	s.writeAnswer(w, r, rev, sub, a, start)
 }
+
+// stackReserve is the stack growStack asks for: with what the HTTP/2
+// server and the router already use, the runtime gives the goroutine a
+// 16 KiB stack, in which decoding and admitting the kit's pod fits (a
+// CPU profile shows no further growth). A deeper pod grows it once more.
+const stackReserve = 12 << 10
+
+// growStack grows the calling goroutine's stack while it is still
+// shallow. Each HTTP/2 stream runs on a new goroutine whose stack starts
+// at 8 KiB; the decoder's recursion grew it twice per request, each time
+// copying a deep stack and adjusting every frame (5-6% of the webhook's
+// CPU in a profile at c=16). One frame of stackReserve bytes makes the
+// runtime grow it once, while few frames need moving. Measured with the
+// kit at c=16: 7-13% less server CPU per request.
+//
+//go:noinline
+func growStack() {
+	var reserve [stackReserve]byte
+	keepStack(&reserve)
+}
+
+// keepStack keeps growStack's frame from being optimized away.
+//
+//go:noinline
+func keepStack(*[stackReserve]byte) {}
 
 // writeAnswer writes a, counts it and logs its line.
 func (s *Server) writeAnswer(w http.ResponseWriter, r *http.Request, rev *reviewIn, sub subject, a verdict, start time.Time) {
