@@ -100,18 +100,15 @@ func (in *Injector) build(pod *corev1.Pod, d decision, ov Overrides) (Result, *E
 		return Result{}, err
 	}
 
+	initJ := injected{c: initC, enc: in.enc.init}
+	proxyJ := injected{c: proxy, enc: in.proxyJSON(set, ports, native)}
 	if native {
-		p.insertInitContainers(0, initC, proxy)
+		p.insertInitContainers(0, initJ, proxyJ)
 	} else {
-		p.appendInitContainer(initC)
-		p.insertContainer(0, proxy)
+		p.appendInitContainer(initJ)
+		p.insertContainer(0, proxyJ)
 	}
-	p.appendVolume(corev1.Volume{
-		Name: ConfigVolumeName,
-		VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-			LocalObjectReference: corev1.LocalObjectReference{Name: ConfigMapName},
-		}},
-	})
+	p.appendVolume(configVolume(), in.enc.volumeList, in.enc.volume)
 	if cfg.Injection.PrometheusAnnotations && !hasPrometheusAnnotations(work) {
 		p.setAnnotation(promScrape, "true")
 		p.setAnnotation(promPort, strconv.Itoa(int(ports.Stats)))
@@ -130,6 +127,16 @@ func (in *Injector) build(pod *corev1.Pod, d decision, ov Overrides) (Result, *E
 		Patch:    p.ops,
 		Pod:      p.pod,
 	}, nil
+}
+
+// configVolume is the volume of the Envoy bootstrap ConfigMap.
+func configVolume() corev1.Volume {
+	return corev1.Volume{
+		Name: ConfigVolumeName,
+		VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: ConfigMapName},
+		}},
+	}
 }
 
 // otherMeshContainers are the proxy and init containers other meshes

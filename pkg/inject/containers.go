@@ -65,7 +65,8 @@ func (in *Injector) proxyContainer(set settings, ports Ports, pp podPorts, spec 
 	if set.image != "" {
 		image = set.image
 	}
-	res := *cfg.Proxy.Resources.DeepCopy()
+	var res corev1.ResourceRequirements
+	cfg.Proxy.Resources.DeepCopyInto(&res)
 	setResource(&res, corev1.ResourceCPU, set.cpu)
 	setResource(&res, corev1.ResourceMemory, set.memory)
 

@@ -69,6 +69,7 @@ func FuzzInject(f *testing.F) {
 			}
 			return
 		}
+		wantEncodingJSON(t, res.Patch)
 		out, err := ApplyPatch(raw, res.Patch)
 		if err != nil {
 			pb, _ := res.Patch.JSON()
@@ -109,6 +110,33 @@ func BenchmarkInject(b *testing.B) {
 			res, err := in.Inject(&pod, ov)
 			if err != nil || len(res.Patch) == 0 {
 				b.Fatal(res.Decision, err)
+			}
+		}
+	})
+	// The patch's JSON as the webhook writes it, and as encoding/json
+	// alone would (the reference its bytes equal).
+	var pod corev1.Pod
+	if err := json.Unmarshal(raw, &pod); err != nil {
+		b.Fatal(err)
+	}
+	res, err := in.Inject(&pod, ov)
+	if err != nil {
+		b.Fatal(err)
+	}
+	wantEncodingJSON(b, res.Patch)
+	b.Run("patch-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := res.Patch.JSON(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("patch-json=encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := json.Marshal([]PatchOp(res.Patch)); err != nil {
+				b.Fatal(err)
 			}
 		}
 	})

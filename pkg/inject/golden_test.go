@@ -92,6 +92,7 @@ func decodePod(t *testing.T, raw []byte) *corev1.Pod {
 
 func applyPatch(t *testing.T, doc []byte, p Patch) []byte {
 	t.Helper()
+	wantEncodingJSON(t, p)
 	pb, err := p.JSON()
 	if err != nil {
 		t.Fatal(err)

@@ -39,6 +39,8 @@ type Injector struct {
 	excludeOutboundCIDRs redirect.CIDRList
 	excludeOutboundPorts redirect.PortList
 	excludeInboundPorts  redirect.PortList
+	// enc writes the JSON of what the injector adds (patchjson.go).
+	enc encoders
 }
 
 // New validates cfg and prepares an Injector.
@@ -51,6 +53,7 @@ func New(cfg Config) (*Injector, error) {
 	in.excludeOutboundCIDRs, _ = redirect.ParseCIDRList(cfg.Redirect.ExcludeOutboundIPRanges)
 	in.excludeOutboundPorts, _ = redirect.ParsePortList(cfg.Redirect.ExcludeOutboundPorts)
 	in.excludeInboundPorts, _ = redirect.ParsePortList(cfg.Redirect.ExcludeInboundPorts)
+	in.enc = in.newEncoders()
 	return in, nil
 }
 

@@ -34,37 +34,82 @@ func (p *patcher) add(path string, v any) {
 	p.ops = append(p.ops, PatchOp{Op: "add", Path: path, Value: v})
 }
 
+// addEncoded adds v, whose JSON enc writes (encoding/json when nil).
+func (p *patcher) addEncoded(path string, v any, enc valueJSON) {
+	p.ops = append(p.ops, PatchOp{Op: "add", Path: path, Value: v, enc: enc})
+}
+
+// injected is a container the injector adds, with the writer of its JSON
+// (nil: encoding/json).
+type injected struct {
+	c   corev1.Container
+	enc *containerJSON
+}
+
 // insertInitContainers inserts cs at index i of spec.initContainers.
-func (p *patcher) insertInitContainers(i int, cs ...corev1.Container) {
+func (p *patcher) insertInitContainers(i int, cs ...injected) {
 	list := p.pod.Spec.InitContainers
+	values := make([]corev1.Container, len(cs))
+	for k := range cs {
+		values[k] = cs[k].c
+	}
 	if len(list) == 0 {
-		p.add("/spec/initContainers", cs)
+		encs := make(containersJSON, len(cs))
+		for k := range cs {
+			if encs[k] = cs[k].enc; encs[k] == nil {
+				encs = nil
+				break
+			}
+		}
+		p.addEncoded("/spec/initContainers", values, encOf(encs))
 	} else {
-		for k, c := range cs {
-			p.add("/spec/initContainers/"+strconv.Itoa(i+k), c)
+		for k := range cs {
+			p.addEncoded("/spec/initContainers/"+strconv.Itoa(i+k), cs[k].c, encOf(cs[k].enc))
 		}
 	}
 	// Clip: the insert copies, so the caller's pod is never modified.
-	p.pod.Spec.InitContainers = slices.Insert(slices.Clip(list), i, cs...)
+	p.pod.Spec.InitContainers = slices.Insert(slices.Clip(list), i, values...)
 }
 
-func (p *patcher) appendInitContainer(c corev1.Container) {
+func (p *patcher) appendInitContainer(c injected) {
 	p.insertInitContainers(len(p.pod.Spec.InitContainers), c)
 }
 
 // insertContainer inserts c at index i of spec.containers (never empty).
-func (p *patcher) insertContainer(i int, c corev1.Container) {
-	p.add("/spec/containers/"+strconv.Itoa(i), c)
-	p.pod.Spec.Containers = slices.Insert(slices.Clip(p.pod.Spec.Containers), i, c)
+func (p *patcher) insertContainer(i int, c injected) {
+	p.addEncoded("/spec/containers/"+strconv.Itoa(i), c.c, encOf(c.enc))
+	p.pod.Spec.Containers = slices.Insert(slices.Clip(p.pod.Spec.Containers), i, c.c)
 }
 
-func (p *patcher) appendVolume(v corev1.Volume) {
+// appendVolume appends v; list and one are the JSON of []Volume{v} and v
+// (nil: encoding/json).
+func (p *patcher) appendVolume(v corev1.Volume, list, one rawJSON) {
 	if len(p.pod.Spec.Volumes) == 0 {
-		p.add("/spec/volumes", []corev1.Volume{v})
+		p.addEncoded("/spec/volumes", []corev1.Volume{v}, encOf(list))
 	} else {
-		p.add("/spec/volumes/-", v)
+		p.addEncoded("/spec/volumes/-", v, encOf(one))
 	}
 	p.pod.Spec.Volumes = append(slices.Clip(p.pod.Spec.Volumes), v)
+}
+
+// encOf is a writer as a valueJSON: nil when it has nothing (a typed nil
+// in an interface is not nil).
+func encOf(enc valueJSON) valueJSON {
+	switch e := enc.(type) {
+	case *containerJSON:
+		if e == nil {
+			return nil
+		}
+	case containersJSON:
+		if e == nil {
+			return nil
+		}
+	case rawJSON:
+		if e == nil {
+			return nil
+		}
+	}
+	return enc
 }
 
 // setAnnotation adds an annotation, or replaces it when the pod has it.
@@ -79,7 +124,7 @@ func (p *patcher) setAnnotation(key, value string) {
 	if _, exists := p.pod.Annotations[key]; exists {
 		op = "replace"
 	}
-	p.ops = append(p.ops, PatchOp{Op: op, Path: "/metadata/annotations/" + escapePointer(key), Value: value})
+	p.ops = append(p.ops, PatchOp{Op: op, Path: annotationPath(key), Value: value})
 	p.ownAnnotationMap()
 	p.pod.Annotations[key] = value
 }
@@ -102,7 +147,7 @@ func (p *patcher) removeInjected(st *Status) {
 	spec.Volumes = removeNamed(p, "/spec/volumes/", spec.Volumes, st.Volumes, func(v corev1.Volume) string { return v.Name })
 	for _, key := range st.Annotations {
 		if _, ok := p.pod.Annotations[key]; ok && key != StatusAnnotation {
-			p.ops = append(p.ops, PatchOp{Op: "remove", Path: "/metadata/annotations/" + escapePointer(key)})
+			p.ops = append(p.ops, PatchOp{Op: "remove", Path: annotationPath(key)})
 			p.ownAnnotationMap()
 			delete(p.pod.Annotations, key)
 		}
@@ -112,7 +157,7 @@ func (p *patcher) removeInjected(st *Status) {
 // removeStatus removes the status annotation (uninject).
 func (p *patcher) removeStatus() {
 	if _, ok := p.pod.Annotations[StatusAnnotation]; ok {
-		p.ops = append(p.ops, PatchOp{Op: "remove", Path: "/metadata/annotations/" + escapePointer(StatusAnnotation)})
+		p.ops = append(p.ops, PatchOp{Op: "remove", Path: annotationPath(StatusAnnotation)})
 		p.ownAnnotationMap()
 		delete(p.pod.Annotations, StatusAnnotation)
 	}
@@ -162,6 +207,22 @@ func removeNamed[T any](p *patcher, prefix string, items []T, names []string, na
 		keep = []T{} // the JSON array still exists, empty
 	}
 	return keep
+}
+
+// The paths of the annotations every injection writes, escaped once.
+var ownAnnotationPaths = map[string]string{
+	StatusAnnotation: "/metadata/annotations/" + escapePointer(StatusAnnotation),
+	promScrape:       "/metadata/annotations/" + escapePointer(promScrape),
+	promPort:         "/metadata/annotations/" + escapePointer(promPort),
+	promPath:         "/metadata/annotations/" + escapePointer(promPath),
+}
+
+// annotationPath is the JSON Pointer of the annotation key.
+func annotationPath(key string) string {
+	if p, ok := ownAnnotationPaths[key]; ok {
+		return p
+	}
+	return "/metadata/annotations/" + escapePointer(key)
 }
 
 // escapePointer escapes a JSON Pointer reference token (RFC 6901).

@@ -95,6 +95,8 @@ func checkQuantity(s string) error {
 
 func isDigit(b byte) bool { return b >= '0' && b <= '9' }
 
+func isASCIILetter(b byte) bool { return b|0x20 >= 'a' && b|0x20 <= 'z' }
+
 // parseBoundedQuantity checks the grammar, parses, and checks the result
 // is positive and at most limit (when set). The error says what was wrong
 // and, for a value over the limit, names the config field holding it.
@@ -150,20 +152,23 @@ func hasQuantityCandidate(data []byte) bool {
 		c := data[i]
 		switch {
 		case c == '"':
-			j := i + 1
-			for j < len(data) && data[j] != '"' {
-				if data[j] == '\\' {
-					j++
-				}
-				j++
+			// Strings are most of a review: skip to the closing quote with
+			// IndexByte. A string with an escape is a candidate (its quote
+			// may be escaped too, so it is not skipped further); one that
+			// starts with a letter never is.
+			tok := data[i+1:]
+			end := bytes.IndexByte(tok, '"')
+			if end < 0 {
+				end = len(tok)
 			}
-			if j > len(data) {
-				j = len(data)
-			}
-			if quantityCandidate(data[i+1 : j]) {
+			tok = tok[:end]
+			if bytes.IndexByte(tok, '\\') >= 0 {
 				return true
 			}
-			i = j
+			if len(tok) > 0 && !isASCIILetter(tok[0]) && quantityCandidate(tok) {
+				return true
+			}
+			i += end + 1
 		case c == '-' || isDigit(c):
 			j := i
 			for j < len(data) && (isDigit(data[j]) || data[j] == '.' || data[j] == 'e' || data[j] == 'E' || data[j] == '+' || data[j] == '-') {

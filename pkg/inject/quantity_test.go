@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -226,5 +227,18 @@ func TestQuantityCandidates(t *testing.T) {
 	review := []byte(`{"request":{"uid":"5e3a1b2c-6d7f-4a8b-9c0d-1e2f3a4b5c6d","object":{"metadata":{"uid":"0e1f2a3b-4c5d-6e7f-8a9b-0c1d2e3f4a5b","resourceVersion":"12e"},"spec":{"containers":[{"image":"app@sha256:0e7c9f3b2a1d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f","resources":{"limits":{"cpu":"500m","memory":"128Mi"}}}]}}}}`)
 	if hasQuantityCandidate(review) {
 		t.Error("an ordinary review is scanned as holding an expensive quantity")
+	}
+}
+
+func BenchmarkQuantityScan(b *testing.B) {
+	raw, err := os.ReadFile("testdata/bench/pod-3-containers.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		if CheckQuantities(raw) != nil {
+			b.Fatal("the bench pod has an expensive quantity")
+		}
 	}
 }

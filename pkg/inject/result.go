@@ -1,7 +1,6 @@
 package inject
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -125,18 +124,14 @@ type PatchOp struct {
 	Op    string `json:"op"` // add, replace, remove
 	Path  string `json:"path"`
 	Value any    `json:"value,omitempty"`
+	// enc, when set, writes Value's JSON with the parts that depend only
+	// on the config marshalled once (patchjson.go). Only the engine sets
+	// it, for values it built from that config.
+	enc valueJSON
 }
 
 // Patch is a JSON Patch.
 type Patch []PatchOp
-
-// JSON marshals the patch; an empty patch is "[]".
-func (p Patch) JSON() ([]byte, error) {
-	if p == nil {
-		p = Patch{}
-	}
-	return json.Marshal(p)
-}
 
 // Ports are the proxy ports chosen for a pod.
 type Ports struct {

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
@@ -27,20 +28,6 @@ import (
 // megabytes.
 const maxPooledBody = 256 << 10
 
-// decision is what one admission request came to: the metric labels and the
-// fields of its log line.
-type decision struct {
-	result    Result
-	reason    inject.Reason
-	namespace string
-	pod       string // name, else generateName
-	operation string
-	dryRun    bool
-	audit     bool
-	warnings  int
-	message   string // deny message
-}
-
 // reviewMode says which path a review came in on.
 type reviewMode uint8
 
@@ -50,8 +37,88 @@ const (
 	modeInvalidLabel                   // /invalid-namespace-label: warn, never patch
 )
 
-// serveReview answers POST /mutate, /audit and /invalid-namespace-label.
+// subject is what a review is about: the fields of its log line that come
+// from the request.
+type subject struct {
+	uid       string
+	namespace string
+	pod       string // name, else generateName
+	operation string
+	dryRun    bool
+}
+
+// verdict is what one review came to: its admission response, built by the
+// constructors below, and what it is counted and logged as.
+type verdict struct {
+	result   Result
+	reason   inject.Reason
+	allowed  bool
+	status   *statusOut
+	patch    []byte // a JSON Patch; allowed answers only
+	warnings []string
+	message  string // a deny's message, for the log line
+	audit    bool   // an audit-mode decision: reported, nothing applied
+}
+
+// allowed answers allowed, unchanged, counted as result for reason. The
+// warnings are limited to what an answer may carry.
+func allowed(result Result, reason inject.Reason, warnings []string) verdict {
+	return verdict{result: result, reason: reason, allowed: true, warnings: limitWarnings(warnings)}
+}
+
+// patched answers allowed with the JSON Patch that adds the sidecar.
+func patched(reason inject.Reason, patch []byte, warnings []string) verdict {
+	a := allowed(ResultInjected, reason, warnings)
+	if len(patch) > 0 && string(patch) != "[]" && string(patch) != "null" {
+		a.patch = patch
+	}
+	return a
+}
+
+// denied answers allowed: false with an HTTP-like code and the message
+// kubectl prints.
+func denied(reason inject.Reason, code int32, msg string, warnings []string) verdict {
+	return verdict{result: ResultDenied, reason: reason, message: msg, warnings: limitWarnings(warnings),
+		status: &statusOut{Status: "Failure", Message: sanitize(msg, 4096), Reason: statusReason(code), Code: code}}
+}
+
+// audited answers allowed, unchanged: the decision is reported in the
+// warnings, the first of which says what /mutate would have done.
+func audited(reason inject.Reason, warnings []string) verdict {
+	a := allowed(ResultAudited, reason, warnings)
+	a.audit = true
+	return a
+}
+
+// badObject denies a pod CREATE whose object cannot be admitted: code 400,
+// the field named.
+func badObject(reason inject.Reason, msg string) verdict {
+	return denied(reason, 400, "sidecar-injector: "+msg, nil)
+}
+
+// internalError denies with code 500, counted as result error.
+func internalError(reason inject.Reason, msg string) verdict {
+	a := denied(reason, 500, msg, nil)
+	a.result = ResultError
+	return a
+}
+
+// reviewOut is the AdmissionReview that carries a.
+func (a *verdict) reviewOut(rev *reviewIn) *reviewOut {
+	out := &reviewOut{APIVersion: rev.APIVersion, Kind: reviewKind, Response: responseOut{
+		UID: rev.Request.UID, Allowed: a.allowed, Status: a.status, Warnings: a.warnings,
+	}}
+	if a.allowed && len(a.patch) > 0 {
+		out.Response.PatchType, out.Response.Patch = "JSONPatch", a.patch
+	}
+	return out
+}
+
+// serveReview answers POST /mutate, /audit and /invalid-namespace-label:
+// the same reading, decoding, answer, metric and log line; mode picks what
+// decides.
 func (s *Server) serveReview(w http.ResponseWriter, r *http.Request, mode reviewMode) {
+	growStack()
 	start := s.now()
 	body, finish, ok := s.readReview(w, r, start)
 	defer finish()
@@ -63,88 +130,182 @@ func (s *Server) serveReview(w http.ResponseWriter, r *http.Request, mode review
 		s.failHTTP(w, start, err)
 		return
 	}
-	var out *reviewOut
-	var d decision
-	if mode == modeInvalidLabel {
-		out, d = s.admitInvalidLabel(rev)
-	} else {
-		out, d = s.admit(rev, mode == modeAudit)
+	// The patch is written into a pooled buffer, returned once the answer
+	// is written.
+	pb := s.outBufs.Get().(*bytes.Buffer)
+	defer s.putOutBuf(pb)
+	sub := subjectOf(rev.Request)
+	var a verdict
+	switch mode {
+	case modeInvalidLabel:
+		a = s.recovered(rev, func() verdict { return s.admitInvalidLabel(rev, &sub) })
+	case modeAudit:
+		a = s.recovered(rev, func() verdict { return s.admitAudit(rev, &sub) })
+	default:
+		a = s.recovered(rev, func() verdict { return s.admitMutate(rev, &sub, pb) })
 	}
+	s.writeAnswer(w, r, rev, sub, a, start)
+}
+
+// stackReserve is the stack growStack asks for: with what the HTTP/2
+// server and the router already use, the runtime gives the goroutine a
+// 16 KiB stack, in which decoding and admitting the kit's pod fits (a
+// CPU profile shows no further growth). A deeper pod grows it once more.
+const stackReserve = 12 << 10
+
+// growStack grows the calling goroutine's stack while it is still
+// shallow. Each HTTP/2 stream runs on a new goroutine whose stack starts
+// at 8 KiB; the decoder's recursion grew it twice per request, each time
+// copying a deep stack and adjusting every frame (5-6% of the webhook's
+// CPU in a profile at c=16). One frame of stackReserve bytes makes the
+// runtime grow it once, while few frames need moving. Measured with the
+// kit at c=16: 7-13% less server CPU per request.
+//
+//go:noinline
+func growStack() {
+	var reserve [stackReserve]byte
+	keepStack(&reserve)
+}
+
+// keepStack keeps growStack's frame from being optimized away.
+//
+//go:noinline
+func keepStack(*[stackReserve]byte) {}
+
+// writeAnswer writes a, counts it and logs its line.
+func (s *Server) writeAnswer(w http.ResponseWriter, r *http.Request, rev *reviewIn, sub subject, a verdict, start time.Time) {
 	ob := s.outBufs.Get().(*bytes.Buffer)
 	defer s.putOutBuf(ob)
-	if err := json.NewEncoder(ob).Encode(out); err != nil {
+	if err := json.NewEncoder(ob).Encode(a.reviewOut(rev)); err != nil {
 		// Only plain values: cannot happen. Still an answer carrying the uid.
-		out = newReviewOut(rev)
-		out.deny(500, "sidecar-injector: encode the answer: "+err.Error())
+		a = internalError(ReasonInternal, "sidecar-injector: encode the answer: "+err.Error())
 		ob.Reset()
-		_ = json.NewEncoder(ob).Encode(out)
-		d.result, d.reason = ResultError, ReasonInternal
+		_ = json.NewEncoder(ob).Encode(a.reviewOut(rev))
 	}
 	writeJSON(w, http.StatusOK, ob.Bytes())
 	elapsed := s.now().Sub(start)
-	s.metrics.observe(d.result, d.reason, elapsed.Seconds())
-	s.logDecision(r.Context(), rev.Request.UID, d, elapsed)
+	s.metrics.observe(a.result, a.reason, elapsed.Seconds())
+	s.logDecision(r.Context(), sub, &a, elapsed)
 }
 
-// admit decides one well-formed review. A panic anywhere below is recovered
-// into a deny carrying the uid.
-func (s *Server) admit(rev *reviewIn, audit bool) (out *reviewOut, d decision) {
-	req := rev.Request
-	out = newReviewOut(rev)
-	d = decision{namespace: req.Namespace, pod: req.Name, operation: req.Operation, audit: audit}
-	if req.DryRun != nil {
-		d.dryRun = *req.DryRun
-	}
+// recovered runs admit; a panic in it is answered with a deny carrying
+// the uid.
+func (s *Server) recovered(rev *reviewIn, admit func() verdict) (a verdict) {
 	defer func() {
 		if p := recover(); p != nil {
+			uid := rev.Request.UID
 			s.metrics.panics.Inc()
-			s.log.Error("panic while admitting; answered with a deny", "uid", req.UID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			out = newReviewOut(rev)
-			out.deny(500, fmt.Sprintf("sidecar-injector: internal error (recovered panic); request uid %s is in the webhook log", req.UID))
-			d.result, d.reason, d.message = ResultError, ReasonPanic, "panic"
+			s.log.Error("panic while admitting; answered with a deny", "uid", uid, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			a = internalError(ReasonPanic, fmt.Sprintf("sidecar-injector: internal error (recovered panic); request uid %s is in the webhook log", uid))
+			a.message = "panic"
 		}
 	}()
+	return admit()
+}
 
-	// Everything but a pod CREATE is allowed untouched.
-	switch {
-	case req.Kind.Group != "" || req.Kind.Kind != "Pod":
-		out.allow(nil)
-		d.result, d.reason = ResultAllowed, ReasonNotPod
-		return out, d
-	case req.SubResource != "":
-		out.allow(nil)
-		d.result, d.reason = ResultAllowed, ReasonSubresource
-		return out, d
-	case req.Operation != "CREATE":
-		out.allow(nil)
-		d.result, d.reason = ResultAllowed, ReasonNotCreate
-		return out, d
+func subjectOf(req *requestMeta) subject {
+	sub := subject{uid: req.UID, namespace: req.Namespace, pod: req.Name, operation: req.Operation}
+	if req.DryRun != nil {
+		sub.dryRun = *req.DryRun
 	}
+	return sub
+}
 
+// admitMutate answers /mutate: the pod gets the engine's patch, or the
+// engine's deny; a pod in an audit namespace is answered as /audit would.
+func (s *Server) admitMutate(rev *reviewIn, sub *subject, patchBuf *bytes.Buffer) verdict {
+	run, early, ok := s.runEngine(rev, sub)
+	if !ok {
+		return early
+	}
+	pod, res, err := run.pod, run.res, run.err
+	if res.Audit {
+		return s.auditAnswer(sub, res, err)
+	}
+	if err != nil {
+		e, ok := inject.AsError(err)
+		if !ok {
+			s.log.Error("injection engine failed", "uid", sub.uid, "error", err)
+			a := denied(ReasonInternal, 500, "sidecar-injector: "+err.Error(), nil)
+			a.message = err.Error()
+			return a
+		}
+		return denied(e.Reason, denyCode(e.Reason), "sidecar-injector: "+e.Error(), res.Warnings)
+	}
+	switch res.Decision {
+	case inject.DecisionInject:
+		patch, err := res.Patch.AppendJSON(patchBuf.AvailableBuffer())
+		if err != nil {
+			s.log.Error("encode the injection patch", "uid", sub.uid, "error", err)
+			a := denied(ReasonInternal, 500, "sidecar-injector: encode the injection patch: "+err.Error(), nil)
+			a.message = err.Error()
+			return a
+		}
+		return patched(res.Reason, patch, append(s.namespaceWarnings(sub.namespace, res), res.Warnings...))
+	case inject.DecisionDeny:
+		// A deny without an *inject.Error: still a deny with the engine's words.
+		return denied(res.Reason, denyCode(res.Reason), "sidecar-injector: "+res.Message, res.Warnings)
+	}
+	if s.skips != nil {
+		s.skips.Skipped(Skip{Namespace: sub.namespace, Pod: sub.pod, Owner: metav1.GetControllerOf(pod),
+			Reason: res.Reason, Message: res.Message, DryRun: sub.dryRun})
+	}
+	ws := res.Warnings
+	if w := skipWarning(res); w != "" {
+		ws = append([]string{w}, ws...)
+	}
+	return allowed(ResultSkipped, res.Reason, ws)
+}
+
+// admitAudit answers /audit: the decision /mutate would make, reported in
+// a warning; the pod is never changed.
+func (s *Server) admitAudit(rev *reviewIn, sub *subject) verdict {
+	run, early, ok := s.runEngine(rev, sub)
+	if !ok {
+		early.audit = true // logged as an /audit request, answered as /mutate would
+		return early
+	}
+	return s.auditAnswer(sub, run.res, run.err)
+}
+
+// auditAnswer reports the engine's outcome without applying it.
+func (s *Server) auditAnswer(sub *subject, res inject.Result, err error) verdict {
+	if err != nil {
+		e, ok := inject.AsError(err)
+		if !ok {
+			return audited(ReasonInternal, []string{"sidecar audit: would fail: " + err.Error()})
+		}
+		return audited(e.Reason, append([]string{"sidecar audit: would deny (" + string(e.Reason) + "): " + e.Error()}, res.Warnings...))
+	}
+	ws := append([]string{auditWarning(res)}, s.namespaceWarnings(sub.namespace, res)...)
+	return audited(res.Reason, append(ws, res.Warnings...))
+}
+
+// runEngine checks that a review is a pod CREATE the engine can take and
+// runs the engine on its pod. Anything else is answered here (ok false):
+// allowed untouched when it is not a pod CREATE, denied when its object
+// cannot be admitted.
+func (s *Server) runEngine(rev *reviewIn, sub *subject) (run engineRun, early verdict, ok bool) {
+	req := rev.Request
+	if reason, create := podCreate(req); !create {
+		return run, allowed(ResultAllowed, reason, nil), false
+	}
 	pod, problem := rev.objectPod()
-	if problem != "" {
-		return s.denyBadRequest(out, d, ReasonBadObject, problem)
-	}
-	if pod.Kind != "" && pod.Kind != "Pod" {
-		return s.denyBadRequest(out, d, ReasonBadObject, "request.object.kind "+quote(pod.Kind)+": want Pod")
-	}
-	if pod.APIVersion != "" && pod.APIVersion != "v1" {
-		return s.denyBadRequest(out, d, ReasonBadObject, "request.object.apiVersion "+quote(pod.APIVersion)+": want v1")
-	}
-	if pod.Name == "" && pod.GenerateName == "" {
+	switch {
+	case problem != "":
+		return run, badObject(ReasonBadObject, problem), false
+	case pod.Kind != "" && pod.Kind != "Pod":
+		return run, badObject(ReasonBadObject, "request.object.kind "+quote(pod.Kind)+": want Pod"), false
+	case pod.APIVersion != "" && pod.APIVersion != "v1":
+		return run, badObject(ReasonBadObject, "request.object.apiVersion "+quote(pod.APIVersion)+": want v1"), false
+	case pod.Name == "" && pod.GenerateName == "":
 		// Also a null or missing metadata: the patch could not add to it.
-		return s.denyBadRequest(out, d, ReasonBadObject, "request.object.metadata: neither name nor generateName is set")
+		return run, badObject(ReasonBadObject, "request.object.metadata: neither name nor generateName is set"), false
 	}
-	if d.pod == "" {
-		d.pod = pod.Name
-	}
-	if d.pod == "" {
-		d.pod = pod.GenerateName
-	}
+	sub.nameFrom(pod)
 	if req.Namespace == "" {
-		return s.denyBadRequest(out, d, ReasonNoNamespace, "request.namespace is empty: a pod is always created in a namespace and the webhook never assumes default")
+		return run, badObject(ReasonNoNamespace, "request.namespace is empty: a pod is always created in a namespace and the webhook never assumes default"), false
 	}
-
 	lc := s.config.get()
 	ov := inject.Overrides{
 		Namespace:              req.Namespace,
@@ -152,76 +313,40 @@ func (s *Server) admit(rev *reviewIn, audit bool) (out *reviewOut, d decision) {
 		NativeSidecarSupported: s.native,
 		InjectorVersion:        s.version,
 	}
-	res, err := s.inject(lc.injector, pod, ov)
-	audit = audit || res.Audit
-	d.audit = audit
-	if err != nil {
-		e, ok := inject.AsError(err)
-		if !ok {
-			if audit {
-				d.result, d.reason = ResultAudited, ReasonInternal
-				out.allow(nil)
-				out.Response.Warnings = limitWarnings([]string{"sidecar audit: would fail: " + err.Error()})
-				d.warnings = len(out.Response.Warnings)
-				return out, d
-			}
-			s.log.Error("injection engine failed", "uid", req.UID, "error", err)
-			out.deny(500, "sidecar-injector: "+err.Error())
-			d.result, d.reason, d.message = ResultDenied, ReasonInternal, err.Error()
-			return out, d
-		}
-		if audit {
-			out.allow(nil)
-			out.Response.Warnings = limitWarnings(append([]string{"sidecar audit: would deny (" + string(e.Reason) + "): " + e.Error()}, res.Warnings...))
-			d.result, d.reason, d.warnings = ResultAudited, e.Reason, len(out.Response.Warnings)
-			return out, d
-		}
-		msg := "sidecar-injector: " + e.Error()
-		out.deny(denyCode(e.Reason), msg)
-		out.Response.Warnings = limitWarnings(res.Warnings)
-		d.result, d.reason, d.message, d.warnings = ResultDenied, e.Reason, msg, len(out.Response.Warnings)
-		return out, d
-	}
+	run.pod = pod
+	run.res, run.err = s.inject(lc.injector, pod, ov)
+	return run, verdict{}, true
+}
 
-	d.reason = res.Reason
+// engineRun is the engine's outcome for a review's pod.
+type engineRun struct {
+	pod *corev1.Pod
+	res inject.Result
+	err error
+}
+
+// podCreate says whether a request is a pod CREATE; when not, the reason
+// it is allowed untouched.
+func podCreate(req *requestMeta) (inject.Reason, bool) {
 	switch {
-	case audit:
-		d.result = ResultAudited
-		out.allow(nil)
-		ws := append([]string{auditWarning(res)}, s.namespaceWarnings(req.Namespace, res)...)
-		out.Response.Warnings = limitWarnings(append(ws, res.Warnings...))
-	case res.Decision == inject.DecisionInject:
-		patch, err := res.Patch.JSON()
-		if err != nil {
-			s.log.Error("encode the injection patch", "uid", req.UID, "error", err)
-			out.deny(500, "sidecar-injector: encode the injection patch: "+err.Error())
-			d.result, d.reason, d.message = ResultDenied, ReasonInternal, err.Error()
-			return out, d
-		}
-		d.result = ResultInjected
-		out.allow(patch)
-		out.Response.Warnings = limitWarnings(append(s.namespaceWarnings(req.Namespace, res), res.Warnings...))
-	case res.Decision == inject.DecisionDeny:
-		// A deny without an *inject.Error: still a deny with the engine's words.
-		msg := "sidecar-injector: " + res.Message
-		out.deny(denyCode(res.Reason), msg)
-		d.result, d.message = ResultDenied, msg
-		out.Response.Warnings = limitWarnings(res.Warnings)
-	default:
-		d.result = ResultSkipped
-		out.allow(nil)
-		if s.skips != nil {
-			s.skips.Skipped(Skip{Namespace: req.Namespace, Pod: d.pod, Owner: metav1.GetControllerOf(pod),
-				Reason: res.Reason, Message: res.Message, DryRun: d.dryRun})
-		}
-		ws := res.Warnings
-		if w := skipWarning(res); w != "" {
-			ws = append([]string{w}, ws...)
-		}
-		out.Response.Warnings = limitWarnings(ws)
+	case req.Kind.Group != "" || req.Kind.Kind != "Pod":
+		return ReasonNotPod, false
+	case req.SubResource != "":
+		return ReasonSubresource, false
+	case req.Operation != "CREATE":
+		return ReasonNotCreate, false
 	}
-	d.warnings = len(out.Response.Warnings)
-	return out, d
+	return "", true
+}
+
+// nameFrom names the pod after its object when the request has no name.
+func (sub *subject) nameFrom(pod *corev1.Pod) {
+	if sub.pod == "" {
+		sub.pod = pod.Name
+	}
+	if sub.pod == "" {
+		sub.pod = pod.GenerateName
+	}
 }
 
 // admitInvalidLabel answers a pod CREATE in a namespace whose
@@ -229,27 +354,13 @@ func (s *Server) admit(rev *reviewIn, audit bool) (out *reviewOut, d decision) {
 // chart's catch-all entry sends those here): allowed, no patch, and a
 // warning naming the label, its value (from the namespace cache, when it
 // has seen it) and the valid values. Anything else is allowed untouched.
-func (s *Server) admitInvalidLabel(rev *reviewIn) (*reviewOut, decision) {
+func (s *Server) admitInvalidLabel(rev *reviewIn, sub *subject) verdict {
 	req := rev.Request
-	out := newReviewOut(rev)
-	out.allow(nil)
-	d := decision{namespace: req.Namespace, pod: req.Name, operation: req.Operation, result: ResultAllowed}
-	switch {
-	case req.Kind.Group != "" || req.Kind.Kind != "Pod":
-		d.reason = ReasonNotPod
-		return out, d
-	case req.SubResource != "":
-		d.reason = ReasonSubresource
-		return out, d
-	case req.Operation != "CREATE":
-		d.reason = ReasonNotCreate
-		return out, d
+	if reason, create := podCreate(req); !create {
+		return allowed(ResultAllowed, reason, nil)
 	}
-	if pod, problem := rev.objectPod(); problem == "" && d.pod == "" {
-		d.pod = pod.Name
-		if d.pod == "" {
-			d.pod = pod.GenerateName
-		}
+	if pod, problem := rev.objectPod(); problem == "" {
+		sub.nameFrom(pod)
 	}
 	msg := "namespace label " + inject.NamespaceLabel + " is invalid (valid: enabled, disabled, audit)"
 	if s.labels != nil {
@@ -259,9 +370,7 @@ func (s *Server) admitInvalidLabel(rev *reviewIn) (*reviewOut, decision) {
 			msg = inject.InvalidNamespaceLabel(v)
 		}
 	}
-	out.Response.Warnings = limitWarnings([]string{"no sidecar: " + msg})
-	d.result, d.reason, d.warnings = ResultSkipped, inject.ReasonNamespaceLabelInvalid, len(out.Response.Warnings)
-	return out, d
+	return allowed(ResultSkipped, inject.ReasonNamespaceLabelInvalid, []string{"no sidecar: " + msg})
 }
 
 // namespaceWarnings are the cluster side's warnings for a pod the engine
@@ -272,15 +381,6 @@ func (s *Server) namespaceWarnings(ns string, res inject.Result) []string {
 		return nil
 	}
 	return slices.Clone(s.nsWarn.Warnings(ns))
-}
-
-// denyBadRequest answers a review whose object cannot be admitted: HTTP 200,
-// allowed false, code 400, the field named.
-func (s *Server) denyBadRequest(out *reviewOut, d decision, reason inject.Reason, msg string) (*reviewOut, decision) {
-	msg = "sidecar-injector: " + msg
-	out.deny(400, msg)
-	d.result, d.reason, d.message = ResultDenied, reason, msg
-	return out, d
 }
 
 // denyCode is the status code of an engine deny.
@@ -320,38 +420,41 @@ func auditWarning(res inject.Result) string {
 	return "sidecar audit: would not inject (" + string(res.Reason) + "): " + msg
 }
 
-// logDecision writes the one log line of a decision.
-func (s *Server) logDecision(ctx context.Context, uid string, d decision, elapsed time.Duration) {
+// logDecision writes the one log line of a decision. It hands the record
+// to the handler itself: Logger.LogAttrs would also walk the stack for a
+// source location the handler does not print.
+func (s *Server) logDecision(ctx context.Context, sub subject, a *verdict, elapsed time.Duration) {
 	level := slog.LevelInfo
-	if d.result == ResultAllowed {
+	if a.result == ResultAllowed {
 		level = slog.LevelDebug // not a pod CREATE: the webhook rules should not even send these
 	}
-	if !s.log.Enabled(ctx, level) {
+	h := s.log.Handler()
+	if !h.Enabled(ctx, level) {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 12)
-	attrs = append(attrs,
-		slog.String("uid", uid),
-		slog.String("namespace", d.namespace),
-		slog.String("pod", d.pod),
-		slog.String("operation", d.operation),
-		slog.String("decision", string(d.result)), // the result label of the metric
-		slog.String("reason", string(d.reason)),
+	rec := slog.NewRecord(time.Now(), level, "admission", 0)
+	rec.AddAttrs(
+		slog.String("uid", sub.uid),
+		slog.String("namespace", sub.namespace),
+		slog.String("pod", sub.pod),
+		slog.String("operation", sub.operation),
+		slog.String("decision", string(a.result)), // the result label of the metric
+		slog.String("reason", string(a.reason)),
 		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
 	)
-	if d.dryRun {
-		attrs = append(attrs, slog.Bool("dry_run", true))
+	if sub.dryRun {
+		rec.AddAttrs(slog.Bool("dry_run", true))
 	}
-	if d.audit {
-		attrs = append(attrs, slog.Bool("audit", true))
+	if a.audit {
+		rec.AddAttrs(slog.Bool("audit", true))
 	}
-	if d.warnings > 0 {
-		attrs = append(attrs, slog.Int("warnings", d.warnings))
+	if len(a.warnings) > 0 {
+		rec.AddAttrs(slog.Int("warnings", len(a.warnings)))
 	}
-	if d.message != "" {
-		attrs = append(attrs, slog.String("message", d.message))
+	if a.message != "" {
+		rec.AddAttrs(slog.String("message", a.message))
 	}
-	s.log.LogAttrs(ctx, level, "admission", attrs...)
+	_ = h.Handle(ctx, rec)
 }
 
 // failHTTP answers a request that is not a well-formed review: a non-200

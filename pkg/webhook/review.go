@@ -269,27 +269,6 @@ func quote(s string) string {
 	return fmt.Sprintf("%q", s)
 }
 
-// newReviewOut starts the answer to rev.
-func newReviewOut(rev *reviewIn) *reviewOut {
-	return &reviewOut{APIVersion: rev.APIVersion, Kind: reviewKind, Response: responseOut{UID: rev.Request.UID}}
-}
-
-// allow sets an allowed answer; the patch is attached only when non-empty.
-func (o *reviewOut) allow(patch []byte) {
-	o.Response.Allowed = true
-	if len(patch) > 0 && string(patch) != "[]" && string(patch) != "null" {
-		o.Response.PatchType = "JSONPatch"
-		o.Response.Patch = patch
-	}
-}
-
-// deny sets allowed: false with an HTTP-like code and a message.
-func (o *reviewOut) deny(code int32, msg string) {
-	o.Response.Allowed = false
-	o.Response.PatchType, o.Response.Patch = "", nil
-	o.Response.Status = &statusOut{Status: "Failure", Message: sanitize(msg, 4096), Reason: statusReason(code), Code: code}
-}
-
 // statusReason is the metav1.StatusReason for a code.
 func statusReason(code int32) string {
 	switch code {
