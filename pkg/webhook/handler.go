@@ -28,15 +28,6 @@ import (
 // megabytes.
 const maxPooledBody = 256 << 10
 
-// reviewMode says which path a review came in on.
-type reviewMode uint8
-
-const (
-	modeMutate       reviewMode = iota // /mutate
-	modeAudit                          // /audit: decide, report, never patch
-	modeInvalidLabel                   // /invalid-namespace-label: warn, never patch
-)
-
 // subject is what a review is about: the fields of its log line that come
 // from the request.
 type subject struct {
@@ -114,10 +105,29 @@ func (a *verdict) reviewOut(rev *reviewIn) *reviewOut {
 	return out
 }
 
-// serveReview answers POST /mutate, /audit and /invalid-namespace-label:
-// the same reading, decoding, answer, metric and log line; mode picks what
-// decides.
-func (s *Server) serveReview(w http.ResponseWriter, r *http.Request, mode reviewMode) {
+// decider decides one well-formed review about sub; a patch is written into
+// patchBuf, a pooled buffer returned once the answer is written.
+type decider func(rev *reviewIn, sub *subject, patchBuf *bytes.Buffer) verdict
+
+// serveMutate answers POST /mutate: inject, or say why not.
+func (s *Server) serveMutate(w http.ResponseWriter, r *http.Request) {
+	s.serveReview(w, r, s.admitMutate)
+}
+
+// serveAudit answers POST /audit: decide and report, never patch.
+func (s *Server) serveAudit(w http.ResponseWriter, r *http.Request) {
+	s.serveReview(w, r, func(rev *reviewIn, sub *subject, _ *bytes.Buffer) verdict { return s.admitAudit(rev, sub) })
+}
+
+// serveInvalidLabel answers POST /invalid-namespace-label: warn, never
+// patch.
+func (s *Server) serveInvalidLabel(w http.ResponseWriter, r *http.Request) {
+	s.serveReview(w, r, func(rev *reviewIn, sub *subject, _ *bytes.Buffer) verdict { return s.admitInvalidLabel(rev, sub) })
+}
+
+// serveReview is what the three review paths share: reading, decoding, the
+// answer, its metric and its log line around their own decide.
+func (s *Server) serveReview(w http.ResponseWriter, r *http.Request, decide decider) {
 	growStack()
 	start := s.now()
 	body, finish, ok := s.readReview(w, r, start)
@@ -130,20 +140,10 @@ func (s *Server) serveReview(w http.ResponseWriter, r *http.Request, mode review
 		s.failHTTP(w, start, err)
 		return
 	}
-	// The patch is written into a pooled buffer, returned once the answer
-	// is written.
 	pb := s.outBufs.Get().(*bytes.Buffer)
 	defer s.putOutBuf(pb)
 	sub := subjectOf(rev.Request)
-	var a verdict
-	switch mode {
-	case modeInvalidLabel:
-		a = s.recovered(rev, func() verdict { return s.admitInvalidLabel(rev, &sub) })
-	case modeAudit:
-		a = s.recovered(rev, func() verdict { return s.admitAudit(rev, &sub) })
-	default:
-		a = s.recovered(rev, func() verdict { return s.admitMutate(rev, &sub, pb) })
-	}
+	a := s.recovered(rev, func() verdict { return decide(rev, &sub, pb) })
 	s.writeAnswer(w, r, rev, sub, a, start)
 }
 

@@ -206,9 +206,9 @@ func (s *Server) Handler() http.Handler {
 	// Each request takes its in-flight slot once its body is read (see
 	// serveReview and serveWorkload): a client that sends headers and no
 	// body, or trickles it, holds no slot.
-	r.Post("/mutate", func(w http.ResponseWriter, r *http.Request) { s.serveReview(w, r, modeMutate) })
-	r.Post("/audit", func(w http.ResponseWriter, r *http.Request) { s.serveReview(w, r, modeAudit) })
-	r.Post("/invalid-namespace-label", func(w http.ResponseWriter, r *http.Request) { s.serveReview(w, r, modeInvalidLabel) })
+	r.Post("/mutate", s.serveMutate)
+	r.Post("/audit", s.serveAudit)
+	r.Post("/invalid-namespace-label", s.serveInvalidLabel)
 	r.Post("/explain", s.serveExplain)
 	r.Post(PathWorkload, func(w http.ResponseWriter, r *http.Request) { s.serveWorkload(w, r, false) })
 	r.Post(PathWorkloadAudit, func(w http.ResponseWriter, r *http.Request) { s.serveWorkload(w, r, true) })
