@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"runtime/pprof"
@@ -16,27 +15,24 @@ import (
 // runXDS is `sidecar-injector xds`: flags -> Config.Validate() -> wire -> run.
 func runXDS(ctx context.Context, args []string, io stdio) error {
 	cfg := xds.DefaultConfig()
-	logCfg := serverflags.DefaultLogConfig()
 	// Measured with make bench-xds: the server holds little live memory per
 	// proxy, and most of its CPU under a connection storm went to the GC.
-	gc := serverflags.DefaultGCConfig(400)
+	proc := serverflags.DefaultProcess(400)
 	fs := newFlagSet("xds", io)
 	cfg.AddFlags(fs)
-	logCfg.AddFlags(fs)
-	gc.AddFlags(fs)
+	proc.AddFlags(fs)
 	cpuProfile := ""
 	fs.StringVar(&cpuProfile, "cpu-profile", "", "write a CPU profile of the whole run to this file (benchmarks)")
 	if err := serverflags.Parse(fs, args); err != nil {
 		return err
 	}
-	log, err := logCfg.Logger(io.err)
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log, err := proc.Start(io.err)
 	if err != nil {
 		return err
 	}
-	if err := errors.Join(cfg.Validate(), gc.Validate()); err != nil {
-		return err
-	}
-	gc.Apply(log)
 	reg := prometheus.NewRegistry()
 	app, err := xds.New(cfg, log, reg, reg)
 	if err != nil {

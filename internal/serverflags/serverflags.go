@@ -129,3 +129,36 @@ func (c GCConfig) Apply(log *slog.Logger) {
 		log.Info("Go runtime memory limit set", "container_limit_bytes", c.MemoryLimit, "runtime_limit_bytes", limit)
 	}
 }
+
+// Process holds the flags every server shares: its log, and the Go
+// runtime's GC percent and memory limit.
+type Process struct {
+	Log LogConfig
+	GC  GCConfig
+}
+
+// DefaultProcess is JSON logs at info and GC percent gcPercent.
+func DefaultProcess(gcPercent int) Process {
+	return Process{Log: DefaultLogConfig(), GC: DefaultGCConfig(gcPercent)}
+}
+
+// AddFlags adds the log flags and the GC flags.
+func (p *Process) AddFlags(fs *flag.FlagSet) {
+	p.Log.AddFlags(fs)
+	p.GC.AddFlags(fs)
+}
+
+// Start checks the GC flags, builds the logger writing to w and sets the
+// runtime's GC percent and memory limit. A server calls it before it
+// checks what depends on the memory limit (the webhook's request caps).
+func (p Process) Start(w io.Writer) (*slog.Logger, error) {
+	if err := p.GC.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid flags:\n%w", err)
+	}
+	log, err := p.Log.Logger(w)
+	if err != nil {
+		return nil, err
+	}
+	p.GC.Apply(log)
+	return log, nil
+}

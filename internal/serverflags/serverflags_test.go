@@ -3,6 +3,7 @@ package serverflags
 import (
 	"io"
 	"log/slog"
+	"os"
 	"runtime/debug"
 	"strings"
 	"testing"
@@ -57,5 +58,35 @@ func TestGCConfigApplyMemoryLimit(t *testing.T) {
 	c.Apply(log)
 	if got := debug.SetMemoryLimit(-1); got != prevLimit {
 		t.Errorf("with GOMEMLIMIT set, the limit changed to %d", got)
+	}
+}
+
+// Start refuses bad GC flags before anything is applied, names a bad log
+// flag, and otherwise returns the logger with the GC settings applied.
+func TestProcessStart(t *testing.T) {
+	prevPercent := debug.SetGCPercent(-1)
+	debug.SetGCPercent(prevPercent)
+	t.Cleanup(func() { debug.SetGCPercent(prevPercent) })
+	t.Setenv("GOGC", "") // restored after the test; unset during it, so --gc-percent applies
+	os.Unsetenv("GOGC")
+
+	p := DefaultProcess(0)
+	if _, err := p.Start(io.Discard); err == nil || !strings.Contains(err.Error(), "invalid flags:\n--gc-percent=0") {
+		t.Errorf("bad GC flag: %v", err)
+	}
+	if got := debug.SetGCPercent(prevPercent); got != prevPercent {
+		t.Errorf("a refused start set the GC percent to %d", got)
+	}
+	p = DefaultProcess(150)
+	p.Log.Format = "xml"
+	if _, err := p.Start(io.Discard); err == nil || !strings.Contains(err.Error(), `--log-format="xml"`) {
+		t.Errorf("bad log flag: %v", err)
+	}
+	p.Log.Format = "text"
+	if log, err := p.Start(io.Discard); err != nil || log == nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if got := debug.SetGCPercent(prevPercent); got != 150 {
+		t.Errorf("GC percent %d after Start, want 150", got)
 	}
 }

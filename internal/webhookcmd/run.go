@@ -42,12 +42,10 @@ const DefaultGCPercent = 150
 // same. A bad flag is serverflags.ErrUsage, -h flag.ErrHelp.
 func Run(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
 	cfg := webhook.DefaultConfig()
-	logCfg := serverflags.DefaultLogConfig()
-	gc := serverflags.DefaultGCConfig(DefaultGCPercent)
+	proc := serverflags.DefaultProcess(DefaultGCPercent)
 	fs := serverflags.NewFlagSet(name, stderr)
 	cfg.AddFlags(fs)
-	logCfg.AddFlags(fs)
-	gc.AddFlags(fs)
+	proc.AddFlags(fs)
 	printVersion := fs.Bool("version", false, "print the version and exit")
 	if err := serverflags.Parse(fs, args); err != nil {
 		return err
@@ -56,16 +54,12 @@ func Run(ctx context.Context, name string, args []string, stdout, stderr io.Writ
 		_, err := fmt.Fprintf(stdout, "%s %s (%s, %s/%s)\n", name, version.Get(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return err
 	}
-	if err := gc.Validate(); err != nil {
-		return fmt.Errorf("invalid flags:\n%w", err)
-	}
-	log, err := logCfg.Logger(stderr)
+	// The runtime's memory limit first: the request caps are checked
+	// against it.
+	log, err := proc.Start(stderr)
 	if err != nil {
 		return err
 	}
-	// The runtime's memory limit first: the request caps are checked
-	// against it.
-	gc.Apply(log)
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid flags:\n%w", err)
 	}
