@@ -1,6 +1,10 @@
 package envoy
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/sidecar-injector/sidecar-injector/envoy/nodemeta"
+)
 
 // A pod whose app uses the admin port gets its admin interface moved by
 // the overlay; merged like Envoy merges it, the bootstrap is valid and
@@ -8,16 +12,16 @@ import "testing"
 // node only.
 func TestOverlayMovesAdmin(t *testing.T) {
 	t.Parallel()
-	md := NodeMetadata{
-		Version: MetadataVersion, InboundPort: 10001, OutboundPort: 10002, StatsPort: 10090, AdminPort: 10003,
-		AppPorts: []AppPort{{Port: DefaultAdminPort, Protocol: ProtocolTCP}}, PodIP: PodIPRef, ConfigHash: "0123456789abcdef", InjectorVersion: "v0.1.0",
+	md := nodemeta.Metadata{
+		Version: nodemeta.Version, InboundPort: 10001, OutboundPort: 10002, StatsPort: 10090, AdminPort: 10003,
+		AppPorts: []nodemeta.AppPort{{Port: DefaultAdminPort, Protocol: nodemeta.ProtocolTCP}}, PodIP: nodemeta.PodIPRef, ConfigHash: "0123456789abcdef", InjectorVersion: "v0.1.0",
 	}
-	env := map[string]string{EnvPodName: "p", EnvPodNamespace: "ns", EnvPodIP: "10.0.0.1"}
+	env := map[string]string{nodemeta.EnvPodName: "p", nodemeta.EnvPodNamespace: "ns", nodemeta.EnvPodIP: "10.0.0.1"}
 	y, err := RenderBootstrap(DefaultBootstrapConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
-	moved, err := RenderOverlayMovedAdmin(md, DefaultAdminPort)
+	moved, err := nodemeta.RenderOverlayMovedAdmin(md, DefaultAdminPort)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,11 +36,11 @@ func TestOverlayMovesAdmin(t *testing.T) {
 
 	md.AdminPort = DefaultAdminPort
 	md.AppPorts = nil
-	plain, err := RenderOverlayMovedAdmin(md, DefaultAdminPort)
+	plain, err := nodemeta.RenderOverlayMovedAdmin(md, DefaultAdminPort)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if same, _ := RenderOverlay(md); plain != same {
+	if same, _ := nodemeta.RenderOverlay(md); plain != same {
 		t.Errorf("overlay without a move:\n%s\nwant the node-only overlay:\n%s", plain, same)
 	}
 }

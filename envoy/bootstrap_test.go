@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sidecar-injector/sidecar-injector/envoy/nodemeta"
 	"github.com/sidecar-injector/sidecar-injector/internal/golden"
 )
 
@@ -94,20 +95,20 @@ func mergeLikeEnvoy(t *testing.T, bootstrapYAML []byte, overlay string) *bootstr
 }
 
 func TestBootstrapWithOverlay(t *testing.T) {
-	md := NodeMetadata{
-		Version: MetadataVersion, InboundPort: 10003, OutboundPort: 10002, StatsPort: 10090, AdminPort: DefaultAdminPort,
-		AppPorts:            []AppPort{{Port: 8080, Name: "http", Protocol: ProtocolTCP}, {Port: 10001, Name: "legacy"}, {Port: 53, Protocol: ProtocolUDP}},
+	md := nodemeta.Metadata{
+		Version: nodemeta.Version, InboundPort: 10003, OutboundPort: 10002, StatsPort: 10090, AdminPort: DefaultAdminPort,
+		AppPorts:            []nodemeta.AppPort{{Port: 8080, Name: "http", Protocol: nodemeta.ProtocolTCP}, {Port: 10001, Name: "legacy"}, {Port: 53, Protocol: nodemeta.ProtocolUDP}},
 		ExcludeInboundPorts: []uint32{9000},
-		PodIP:               PodIPRef,
-		IPv6:                IPv6Auto,
+		PodIP:               nodemeta.PodIPRef,
+		IPv6:                nodemeta.IPv6Auto,
 		ConfigHash:          "0123456789abcdef",
 		InjectorVersion:     "v0.1.0",
 	}
-	overlay, err := RenderOverlay(md)
+	overlay, err := nodemeta.RenderOverlay(md)
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{EnvPodName: "web-7d9f-abcde", EnvPodNamespace: "shop", EnvPodIP: "10.244.1.17"}
+	env := map[string]string{nodemeta.EnvPodName: "web-7d9f-abcde", nodemeta.EnvPodNamespace: "shop", nodemeta.EnvPodIP: "10.244.1.17"}
 	for name, cfg := range testBootstrapConfigs() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

@@ -17,53 +17,9 @@ import (
 	"github.com/sidecar-injector/sidecar-injector/envoy/nodemeta"
 )
 
-// The node-metadata contract (envoy/nodemeta) under its names in package envoy.
-type (
-	NodeMetadata = nodemeta.Metadata
-	AppPort      = nodemeta.AppPort
-	Overlay      = nodemeta.Overlay
-	OverlayAdmin = nodemeta.OverlayAdmin
-	OverlayNode  = nodemeta.OverlayNode
-)
-
-const (
-	MetadataVersion  = nodemeta.Version
-	EnvPodName       = nodemeta.EnvPodName
-	EnvPodNamespace  = nodemeta.EnvPodNamespace
-	EnvPodIP         = nodemeta.EnvPodIP
-	NodeID           = nodemeta.NodeID
-	NodeCluster      = nodemeta.NodeCluster
-	PodIPRef         = nodemeta.PodIPRef
-	ProtocolTCP      = nodemeta.ProtocolTCP
-	ProtocolUDP      = nodemeta.ProtocolUDP
-	ProtocolSCTP     = nodemeta.ProtocolSCTP
-	IPv6Auto         = nodemeta.IPv6Auto
-	IPv6On           = nodemeta.IPv6On
-	IPv6Off          = nodemeta.IPv6Off
-	MaxAppPorts      = nodemeta.MaxAppPorts
-	MaxExcludedPorts = nodemeta.MaxExcludedPorts
-	MaxMetadataBytes = nodemeta.MaxMetadataBytes
-)
-
-// Errors of ParseNodeMetadata, for errors.Is (those of nodemeta.Parse).
-var (
-	ErrMetadataMissing  = nodemeta.ErrMetadataMissing
-	ErrMetadataVersion  = nodemeta.ErrMetadataVersion
-	ErrMetadataInvalid  = nodemeta.ErrMetadataInvalid
-	ErrMetadataTooLarge = nodemeta.ErrMetadataTooLarge
-)
-
-// RenderOverlay renders the --config-yaml value for a pod (nodemeta.RenderOverlay).
-func RenderOverlay(md NodeMetadata) (string, error) { return nodemeta.RenderOverlay(md) }
-
-// RenderOverlayMovedAdmin is nodemeta.RenderOverlayMovedAdmin.
-func RenderOverlayMovedAdmin(md NodeMetadata, bootstrapAdmin uint32) (string, error) {
-	return nodemeta.RenderOverlayMovedAdmin(md, bootstrapAdmin)
-}
-
 // MetadataStruct converts metadata into the google.protobuf.Struct Envoy
 // sends as node metadata (what Envoy makes of the overlay's "metadata").
-func MetadataStruct(md NodeMetadata) (*structpb.Struct, error) {
+func MetadataStruct(md nodemeta.Metadata) (*structpb.Struct, error) {
 	b, err := json.Marshal(md)
 	if err != nil {
 		return nil, fmt.Errorf("encode node metadata: %w", err)
@@ -76,20 +32,21 @@ func MetadataStruct(md NodeMetadata) (*structpb.Struct, error) {
 }
 
 // ParseNodeMetadata reads the node metadata Envoy sent strictly
-// (nodemeta.Parse on its JSON form). It is the inverse of MetadataStruct.
-func ParseNodeMetadata(s *structpb.Struct) (NodeMetadata, error) {
+// (nodemeta.Parse on its JSON form); its errors are nodemeta's ErrMetadata*, for
+// errors.Is. It is the inverse of MetadataStruct.
+func ParseNodeMetadata(s *structpb.Struct) (nodemeta.Metadata, error) {
 	if s == nil || len(s.GetFields()) == 0 {
-		return NodeMetadata{}, fmt.Errorf("%w: the Envoy node has no metadata; the envoy container must be started with the --config-yaml overlay of the injector (re-inject the pod)", ErrMetadataMissing)
+		return nodemeta.Metadata{}, fmt.Errorf("%w: the Envoy node has no metadata; the envoy container must be started with the --config-yaml overlay of the injector (re-inject the pod)", nodemeta.ErrMetadataMissing)
 	}
 	// The size cap before any decoding (row X1): the Struct as received.
-	if n := proto.Size(s); n > MaxMetadataBytes {
-		return NodeMetadata{}, fmt.Errorf("%w: %d bytes, at most %d are read", ErrMetadataTooLarge, n, MaxMetadataBytes)
+	if n := proto.Size(s); n > nodemeta.MaxMetadataBytes {
+		return nodemeta.Metadata{}, fmt.Errorf("%w: %d bytes, at most %d are read", nodemeta.ErrMetadataTooLarge, n, nodemeta.MaxMetadataBytes)
 	}
 	// AsMap, not protojson: a value with no kind set reads as null (absent)
 	// and the decode then names its key.
 	b, err := json.Marshal(s.AsMap())
 	if err != nil {
-		return NodeMetadata{}, fmt.Errorf("%w: %w", ErrMetadataInvalid, err)
+		return nodemeta.Metadata{}, fmt.Errorf("%w: %w", nodemeta.ErrMetadataInvalid, err)
 	}
 	return nodemeta.Parse(b)
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/sidecar-injector/sidecar-injector/envoy/nodemeta"
 )
 
 const goodMetadata = `{"version": "v1", "inboundPort": 10001, "outboundPort": 10002, "statsPort": 10090, "adminPort": 9901,
@@ -31,9 +33,9 @@ func TestParseNodeMetadata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := NodeMetadata{
+	want := nodemeta.Metadata{
 		Version: "v1", InboundPort: 10001, OutboundPort: 10002, StatsPort: 10090, AdminPort: 9901,
-		AppPorts:            []AppPort{{Port: 8080, Name: "http", Protocol: "TCP"}, {Port: 53, Protocol: "UDP"}},
+		AppPorts:            []nodemeta.AppPort{{Port: 8080, Name: "http", Protocol: "TCP"}, {Port: 53, Protocol: "UDP"}},
 		ExcludeInboundPorts: []uint32{9000}, PodIP: "fd00::17", IPv6: "on", ConfigHash: "abc", InjectorVersion: "v1.2.3",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -67,35 +69,35 @@ func TestParseNodeMetadataErrors(t *testing.T) {
 		class error
 		want  string
 	}{
-		"empty":                   {`{}`, ErrMetadataMissing, "no metadata"},
-		"no version":              {with("version", nil), ErrMetadataInvalid, `"version" missing`},
-		"version number":          {with("version", 1), ErrMetadataInvalid, "cannot unmarshal number into key version of type string"},
-		"newer version":           {with("version", "v2"), ErrMetadataVersion, `version "v2", this xDS server reads "v1"`},
-		"unknown key":             {with("colour", "red"), ErrMetadataInvalid, `unknown field "colour"`},
-		"port missing":            {with("statsPort", nil), ErrMetadataInvalid, `statsPort missing or 0`},
-		"port as string":          {with("inboundPort", "10001"), ErrMetadataInvalid, "cannot unmarshal string into key inboundPort of type uint32"},
-		"port fraction":           {with("inboundPort", 10001.5), ErrMetadataInvalid, "cannot unmarshal number 10001.5 into key inboundPort"},
-		"port 0":                  {with("outboundPort", 0), ErrMetadataInvalid, "outboundPort missing or 0: want a port 1-65535"},
-		"port 70000":              {with("adminPort", 70000), ErrMetadataInvalid, "adminPort 70000: want a port 1-65535"},
-		"port negative":           {with("adminPort", -1), ErrMetadataInvalid, "cannot unmarshal number -1 into key adminPort"},
-		"port huge":               {with("adminPort", 1e300), ErrMetadataInvalid, "cannot unmarshal number 1e+300 into key adminPort"},
-		"proxy ports clash":       {with("statsPort", 10001), ErrMetadataInvalid, "inboundPort and statsPort are both 10001"},
-		"appPorts not list":       {with("appPorts", "8080"), ErrMetadataInvalid, "cannot unmarshal string into key appPorts of type []nodemeta.AppPort"},
-		"appPort not object":      {with("appPorts", []any{8080}), ErrMetadataInvalid, "cannot unmarshal number into key appPorts of type nodemeta.AppPort"},
-		"appPort no port":         {with("appPorts", []any{map[string]any{"name": "x"}}), ErrMetadataInvalid, `appPorts[0].port 0: want a port 1-65535`},
-		"appPort unknown key":     {with("appPorts", []any{map[string]any{"port": 1, "hostPort": 2}}), ErrMetadataInvalid, `unknown field "appPorts[0].hostPort"`},
-		"appPort bad protocol":    {with("appPorts", []any{map[string]any{"port": 1, "protocol": "HTTP"}}), ErrMetadataInvalid, `appPorts[0].protocol "HTTP": want TCP, UDP or SCTP`},
-		"appPort on proxy port":   {with("appPorts", []any{map[string]any{"port": 10002}}), ErrMetadataInvalid, "appPorts[0].port 10002 is also outboundPort"},
-		"appPort 0":               {with("appPorts", []any{map[string]any{"port": 0}}), ErrMetadataInvalid, "appPorts[0].port 0: want a port 1-65535"},
-		"exclusion bad":           {with("excludeInboundPorts", []any{1, "x"}), ErrMetadataInvalid, "cannot unmarshal string into key excludeInboundPorts of type uint32"},
-		"podIP unexpanded":        {with("podIP", "$(POD_IP)"), ErrMetadataInvalid, "lacks env POD_IP"},
-		"podIP garbage":           {with("podIP", "garbage"), ErrMetadataInvalid, `podIP "garbage": want an IP address`},
-		"ipv6 bad":                {with("ipv6", "yes"), ErrMetadataInvalid, `ipv6 "yes": want auto, on or off`},
-		"long string":             {with("configHash", strings.Repeat("a", 300)), ErrMetadataInvalid, "configHash is 300 bytes long"},
+		"empty":                   {`{}`, nodemeta.ErrMetadataMissing, "no metadata"},
+		"no version":              {with("version", nil), nodemeta.ErrMetadataInvalid, `"version" missing`},
+		"version number":          {with("version", 1), nodemeta.ErrMetadataInvalid, "cannot unmarshal number into key version of type string"},
+		"newer version":           {with("version", "v2"), nodemeta.ErrMetadataVersion, `version "v2", this xDS server reads "v1"`},
+		"unknown key":             {with("colour", "red"), nodemeta.ErrMetadataInvalid, `unknown field "colour"`},
+		"port missing":            {with("statsPort", nil), nodemeta.ErrMetadataInvalid, `statsPort missing or 0`},
+		"port as string":          {with("inboundPort", "10001"), nodemeta.ErrMetadataInvalid, "cannot unmarshal string into key inboundPort of type uint32"},
+		"port fraction":           {with("inboundPort", 10001.5), nodemeta.ErrMetadataInvalid, "cannot unmarshal number 10001.5 into key inboundPort"},
+		"port 0":                  {with("outboundPort", 0), nodemeta.ErrMetadataInvalid, "outboundPort missing or 0: want a port 1-65535"},
+		"port 70000":              {with("adminPort", 70000), nodemeta.ErrMetadataInvalid, "adminPort 70000: want a port 1-65535"},
+		"port negative":           {with("adminPort", -1), nodemeta.ErrMetadataInvalid, "cannot unmarshal number -1 into key adminPort"},
+		"port huge":               {with("adminPort", 1e300), nodemeta.ErrMetadataInvalid, "cannot unmarshal number 1e+300 into key adminPort"},
+		"proxy ports clash":       {with("statsPort", 10001), nodemeta.ErrMetadataInvalid, "inboundPort and statsPort are both 10001"},
+		"appPorts not list":       {with("appPorts", "8080"), nodemeta.ErrMetadataInvalid, "cannot unmarshal string into key appPorts of type []nodemeta.AppPort"},
+		"appPort not object":      {with("appPorts", []any{8080}), nodemeta.ErrMetadataInvalid, "cannot unmarshal number into key appPorts of type nodemeta.AppPort"},
+		"appPort no port":         {with("appPorts", []any{map[string]any{"name": "x"}}), nodemeta.ErrMetadataInvalid, `appPorts[0].port 0: want a port 1-65535`},
+		"appPort unknown key":     {with("appPorts", []any{map[string]any{"port": 1, "hostPort": 2}}), nodemeta.ErrMetadataInvalid, `unknown field "appPorts[0].hostPort"`},
+		"appPort bad protocol":    {with("appPorts", []any{map[string]any{"port": 1, "protocol": "HTTP"}}), nodemeta.ErrMetadataInvalid, `appPorts[0].protocol "HTTP": want TCP, UDP or SCTP`},
+		"appPort on proxy port":   {with("appPorts", []any{map[string]any{"port": 10002}}), nodemeta.ErrMetadataInvalid, "appPorts[0].port 10002 is also outboundPort"},
+		"appPort 0":               {with("appPorts", []any{map[string]any{"port": 0}}), nodemeta.ErrMetadataInvalid, "appPorts[0].port 0: want a port 1-65535"},
+		"exclusion bad":           {with("excludeInboundPorts", []any{1, "x"}), nodemeta.ErrMetadataInvalid, "cannot unmarshal string into key excludeInboundPorts of type uint32"},
+		"podIP unexpanded":        {with("podIP", "$(POD_IP)"), nodemeta.ErrMetadataInvalid, "lacks env POD_IP"},
+		"podIP garbage":           {with("podIP", "garbage"), nodemeta.ErrMetadataInvalid, `podIP "garbage": want an IP address`},
+		"ipv6 bad":                {with("ipv6", "yes"), nodemeta.ErrMetadataInvalid, `ipv6 "yes": want auto, on or off`},
+		"long string":             {with("configHash", strings.Repeat("a", 300)), nodemeta.ErrMetadataInvalid, "configHash is 300 bytes long"},
 		"configHash absent":       {with("configHash", nil), nil, ""},
 		"configHash null":         {strings.Replace(goodMetadata, `"abc"`, "null", 1), nil, ""}, // null is absent, as in Kubernetes objects
-		"newer version, new keys": {`{"version": "v2", "colour": "red", "inboundPort": "any"}`, ErrMetadataVersion, `version "v2"`},
-		"key case":                {strings.Replace(goodMetadata, `"inboundPort"`, `"InboundPort"`, 1), ErrMetadataInvalid, `unknown field "InboundPort"`},
+		"newer version, new keys": {`{"version": "v2", "colour": "red", "inboundPort": "any"}`, nodemeta.ErrMetadataVersion, `version "v2"`},
+		"key case":                {strings.Replace(goodMetadata, `"inboundPort"`, `"InboundPort"`, 1), nodemeta.ErrMetadataInvalid, `unknown field "InboundPort"`},
 	} {
 		s := structOf(t, tc.doc)
 		_, err := ParseNodeMetadata(s)
@@ -109,10 +111,10 @@ func TestParseNodeMetadataErrors(t *testing.T) {
 			t.Errorf("%s: error %v; want %v containing %q", name, err, tc.class, tc.want)
 		}
 	}
-	if _, err := ParseNodeMetadata(nil); !errors.Is(err, ErrMetadataMissing) {
+	if _, err := ParseNodeMetadata(nil); !errors.Is(err, nodemeta.ErrMetadataMissing) {
 		t.Errorf("nil: %v", err)
 	}
-	many := make([]any, MaxAppPorts+1)
+	many := make([]any, nodemeta.MaxAppPorts+1)
 	for i := range many {
 		many[i] = map[string]any{"port": i%60000 + 1}
 	}
@@ -127,11 +129,11 @@ func TestRenderOverlay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := RenderOverlay(md)
+	a, err := nodemeta.RenderOverlay(md)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := RenderOverlay(md)
+	b, _ := nodemeta.RenderOverlay(md)
 	if a != b {
 		t.Error("overlay not deterministic")
 	}
@@ -165,7 +167,7 @@ func FuzzParseNodeMetadata(f *testing.F) {
 		}
 		md, err := ParseNodeMetadata(s)
 		if err != nil {
-			if !errors.Is(err, ErrMetadataMissing) && !errors.Is(err, ErrMetadataVersion) && !errors.Is(err, ErrMetadataInvalid) {
+			if !errors.Is(err, nodemeta.ErrMetadataMissing) && !errors.Is(err, nodemeta.ErrMetadataVersion) && !errors.Is(err, nodemeta.ErrMetadataInvalid) {
 				t.Fatalf("error of no known class: %v", err)
 			}
 			return

@@ -45,6 +45,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/sidecar-injector/sidecar-injector/envoy"
+	"github.com/sidecar-injector/sidecar-injector/envoy/nodemeta"
 )
 
 type config struct {
@@ -230,9 +231,9 @@ func (ns *nodes) node(i int) (*corev3.Node, error) {
 	}
 	g := i % ns.groups
 	if ns.templates[g] == nil {
-		md := envoy.NodeMetadata{
-			Version: envoy.MetadataVersion, InboundPort: 10001, OutboundPort: 10002, StatsPort: 10090, AdminPort: envoy.DefaultAdminPort,
-			AppPorts:   []envoy.AppPort{{Port: appPort(g), Name: "http"}, {Port: 9090, Name: "metrics"}},
+		md := nodemeta.Metadata{
+			Version: nodemeta.Version, InboundPort: 10001, OutboundPort: 10002, StatsPort: 10090, AdminPort: envoy.DefaultAdminPort,
+			AppPorts:   []nodemeta.AppPort{{Port: appPort(g), Name: "http"}, {Port: 9090, Name: "metrics"}},
 			PodIP:      "10.0.0.1",
 			ConfigHash: "bench", InjectorVersion: "bench",
 		}

@@ -12,7 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/sidecar-injector/sidecar-injector/envoy"
+	"github.com/sidecar-injector/sidecar-injector/envoy/nodemeta"
 )
 
 func TestCheckQuantity(t *testing.T) {
@@ -188,14 +188,14 @@ func TestAppPortCap(t *testing.T) {
 	in := mustInjector(t, nil)
 	pod := testPod()
 	pod.Spec.Containers[0].Ports = nil
-	for i := range envoy.MaxAppPorts + 1 {
+	for i := range nodemeta.MaxAppPorts + 1 {
 		pod.Spec.Containers[0].Ports = append(pod.Spec.Containers[0].Ports, corev1.ContainerPort{ContainerPort: int32(20000 + i)})
 	}
 	_, err := in.Inject(pod, Overrides{Namespace: "shop"})
-	if e, ok := AsError(err); !ok || e.Reason != ReasonInvalidPod || !strings.Contains(e.Error(), fmt.Sprint(envoy.MaxAppPorts)) {
-		t.Fatalf("got %v, want invalid_pod naming the cap %d", err, envoy.MaxAppPorts)
+	if e, ok := AsError(err); !ok || e.Reason != ReasonInvalidPod || !strings.Contains(e.Error(), fmt.Sprint(nodemeta.MaxAppPorts)) {
+		t.Fatalf("got %v, want invalid_pod naming the cap %d", err, nodemeta.MaxAppPorts)
 	}
-	pod.Spec.Containers[0].Ports = pod.Spec.Containers[0].Ports[:envoy.MaxAppPorts]
+	pod.Spec.Containers[0].Ports = pod.Spec.Containers[0].Ports[:nodemeta.MaxAppPorts]
 	if _, err := in.Inject(pod, Overrides{Namespace: "shop"}); err != nil {
 		t.Fatalf("at the cap: %v", err)
 	}

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/sidecar-injector/sidecar-injector/envoy"
+	"github.com/sidecar-injector/sidecar-injector/envoy/nodemeta"
 )
 
 // Row X1: metadata over 64 KiB, or with more app ports than the cap, gets
@@ -27,10 +27,10 @@ func TestOversizedMetadata(t *testing.T) {
 		t.Fatal(err)
 	}
 	huge := testNode(t, "huge.default", 8080)
-	huge.Metadata.Fields["padding"] = structpb.NewStringValue(strings.Repeat("x", envoy.MaxMetadataBytes))
+	huge.Metadata.Fields["padding"] = structpb.NewStringValue(strings.Repeat("x", nodemeta.MaxMetadataBytes))
 	many := testNode(t, "many.default")
 	var ports []any
-	for i := range envoy.MaxAppPorts + 1 {
+	for i := range nodemeta.MaxAppPorts + 1 {
 		ports = append(ports, map[string]any{"port": float64(20000 + i)})
 	}
 	lv, err := structpb.NewList(ports)
@@ -97,7 +97,7 @@ func TestClientThatNeverReads(t *testing.T) {
 	defer conn.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ports := make([]uint32, envoy.MaxAppPorts)
+	ports := make([]uint32, nodemeta.MaxAppPorts)
 	for i := range ports {
 		ports[i] = uint32(20000 + i)
 	}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sidecar-injector/sidecar-injector/envoy"
+	"github.com/sidecar-injector/sidecar-injector/envoy/nodemeta"
 )
 
 // Default proxy ports (DESIGN.md), used for nodes whose metadata is missing
@@ -52,17 +53,17 @@ func DefaultNodeInfo() NodeInfo {
 }
 
 // NodeInfoFromMetadata keeps what matters for the snapshot. md must have
-// passed envoy.NodeMetadata.Validate.
-func NodeInfoFromMetadata(md envoy.NodeMetadata) NodeInfo {
+// passed nodemeta.Metadata.Validate.
+func NodeInfoFromMetadata(md nodemeta.Metadata) NodeInfo {
 	n := NodeInfo{
 		InboundPort:  md.InboundPort,
 		OutboundPort: md.OutboundPort,
 		StatsPort:    md.StatsPort,
 		AdminPort:    md.AdminPort,
-		IPv6:         md.IPv6 != envoy.IPv6Off,
+		IPv6:         md.IPv6 != nodemeta.IPv6Off,
 	}
 	for _, p := range md.AppPorts {
-		if (p.Protocol == "" || p.Protocol == envoy.ProtocolTCP) && !slices.Contains(md.ExcludeInboundPorts, p.Port) {
+		if (p.Protocol == "" || p.Protocol == nodemeta.ProtocolTCP) && !slices.Contains(md.ExcludeInboundPorts, p.Port) {
 			n.AppPorts = append(n.AppPorts, p.Port)
 		}
 	}
@@ -71,7 +72,7 @@ func NodeInfoFromMetadata(md envoy.NodeMetadata) NodeInfo {
 	return n
 }
 
-// Validate checks the ports the way envoy.NodeMetadata.Validate does, for a
+// Validate checks the ports the way nodemeta.Metadata.Validate does, for a
 // NodeInfo built by hand.
 func (n NodeInfo) Validate() error {
 	proxy := []uint32{n.InboundPort, n.OutboundPort, n.StatsPort, n.AdminPort}
@@ -130,15 +131,15 @@ const (
 // ResolveNode reads a node's metadata. It never fails: a node with missing or
 // unusable metadata gets DefaultNodeInfo, and reason and err say why.
 func ResolveNode(node *corev3.Node) (info NodeInfo, reason string, err error) {
-	if n := proto.Size(node.GetMetadata()); n > envoy.MaxMetadataBytes {
-		return DefaultNodeInfo(), ReasonOversized, fmt.Errorf("%w: %d bytes, at most %d are read", envoy.ErrMetadataTooLarge, n, envoy.MaxMetadataBytes)
+	if n := proto.Size(node.GetMetadata()); n > nodemeta.MaxMetadataBytes {
+		return DefaultNodeInfo(), ReasonOversized, fmt.Errorf("%w: %d bytes, at most %d are read", nodemeta.ErrMetadataTooLarge, n, nodemeta.MaxMetadataBytes)
 	}
 	md, err := envoy.ParseNodeMetadata(node.GetMetadata())
 	if err != nil {
 		switch {
-		case errors.Is(err, envoy.ErrMetadataMissing):
+		case errors.Is(err, nodemeta.ErrMetadataMissing):
 			reason = ReasonMissing
-		case errors.Is(err, envoy.ErrMetadataVersion):
+		case errors.Is(err, nodemeta.ErrMetadataVersion):
 			reason = ReasonUnsupported
 		default:
 			reason = ReasonMalformed

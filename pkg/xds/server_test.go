@@ -32,6 +32,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sidecar-injector/sidecar-injector/envoy"
+	"github.com/sidecar-injector/sidecar-injector/envoy/nodemeta"
 	"github.com/sidecar-injector/sidecar-injector/internal/poll"
 	"github.com/sidecar-injector/sidecar-injector/internal/syncbuf"
 )
@@ -266,12 +267,12 @@ func (c *adsClient) handshake(version string) (cds, lds *discoveryv3.DiscoveryRe
 
 func testNode(t *testing.T, id string, ports ...uint32) *corev3.Node {
 	t.Helper()
-	md := envoy.NodeMetadata{
-		Version: envoy.MetadataVersion, InboundPort: 10001, OutboundPort: 10002, StatsPort: 10090, AdminPort: 9901,
+	md := nodemeta.Metadata{
+		Version: nodemeta.Version, InboundPort: 10001, OutboundPort: 10002, StatsPort: 10090, AdminPort: 9901,
 		PodIP: "127.0.0.1", ConfigHash: "abc", InjectorVersion: "test",
 	}
 	for _, p := range ports {
-		md.AppPorts = append(md.AppPorts, envoy.AppPort{Port: p})
+		md.AppPorts = append(md.AppPorts, nodemeta.AppPort{Port: p})
 	}
 	s, err := envoy.MetadataStruct(md)
 	if err != nil {

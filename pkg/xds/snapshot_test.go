@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/sidecar-injector/sidecar-injector/envoy"
+	"github.com/sidecar-injector/sidecar-injector/envoy/nodemeta"
 	"github.com/sidecar-injector/sidecar-injector/internal/golden"
 )
 
@@ -195,15 +196,15 @@ func TestBuildSnapshotDeterministic(t *testing.T) {
 // change gives another.
 func TestNodeKeyGroups(t *testing.T) {
 	t.Parallel()
-	base := envoy.NodeMetadata{
-		Version: envoy.MetadataVersion, InboundPort: 10001, OutboundPort: 10002, StatsPort: 10090, AdminPort: 9901,
-		AppPorts: []envoy.AppPort{{Port: 8080, Name: "http"}, {Port: 9090}}, PodIP: "10.0.0.1", ConfigHash: "aaaa", InjectorVersion: "v1",
+	base := nodemeta.Metadata{
+		Version: nodemeta.Version, InboundPort: 10001, OutboundPort: 10002, StatsPort: 10090, AdminPort: 9901,
+		AppPorts: []nodemeta.AppPort{{Port: 8080, Name: "http"}, {Port: 9090}}, PodIP: "10.0.0.1", ConfigHash: "aaaa", InjectorVersion: "v1",
 	}
 	same := base
-	same.AppPorts = []envoy.AppPort{{Port: 9090, Name: "m"}, {Port: 8080}, {Port: 8080, Name: "dup"}, {Port: 53, Protocol: "UDP"}}
+	same.AppPorts = []nodemeta.AppPort{{Port: 9090, Name: "m"}, {Port: 8080}, {Port: 8080, Name: "dup"}, {Port: 53, Protocol: "UDP"}}
 	same.PodIP, same.ConfigHash, same.InjectorVersion = "10.9.9.9", "bbbb", "v2"
 	same.ExcludeInboundPorts = []uint32{22}
-	key := func(md envoy.NodeMetadata) string {
+	key := func(md nodemeta.Metadata) string {
 		s, err := envoy.MetadataStruct(md)
 		if err != nil {
 			t.Fatal(err)
@@ -213,14 +214,14 @@ func TestNodeKeyGroups(t *testing.T) {
 	if key(base) != key(same) {
 		t.Errorf("config-equal nodes got keys %s and %s", key(base), key(same))
 	}
-	for name, change := range map[string]func(*envoy.NodeMetadata){
-		"inbound":  func(m *envoy.NodeMetadata) { m.InboundPort = 10003 },
-		"outbound": func(m *envoy.NodeMetadata) { m.OutboundPort = 10004 },
-		"stats":    func(m *envoy.NodeMetadata) { m.StatsPort = 10091 },
-		"admin":    func(m *envoy.NodeMetadata) { m.AdminPort = 9902 },
-		"app port": func(m *envoy.NodeMetadata) { m.AppPorts = []envoy.AppPort{{Port: 8081}, {Port: 9090}} },
-		"excluded": func(m *envoy.NodeMetadata) { m.ExcludeInboundPorts = []uint32{9090} },
-		"ipv6 off": func(m *envoy.NodeMetadata) { m.IPv6 = envoy.IPv6Off },
+	for name, change := range map[string]func(*nodemeta.Metadata){
+		"inbound":  func(m *nodemeta.Metadata) { m.InboundPort = 10003 },
+		"outbound": func(m *nodemeta.Metadata) { m.OutboundPort = 10004 },
+		"stats":    func(m *nodemeta.Metadata) { m.StatsPort = 10091 },
+		"admin":    func(m *nodemeta.Metadata) { m.AdminPort = 9902 },
+		"app port": func(m *nodemeta.Metadata) { m.AppPorts = []nodemeta.AppPort{{Port: 8081}, {Port: 9090}} },
+		"excluded": func(m *nodemeta.Metadata) { m.ExcludeInboundPorts = []uint32{9090} },
+		"ipv6 off": func(m *nodemeta.Metadata) { m.IPv6 = nodemeta.IPv6Off },
 	} {
 		md := base
 		change(&md)
@@ -354,8 +355,8 @@ func BenchmarkBuildSnapshot(b *testing.B) {
 }
 
 func BenchmarkNodeHash(b *testing.B) {
-	md := envoy.NodeMetadata{Version: envoy.MetadataVersion, InboundPort: 10001, OutboundPort: 10002, StatsPort: 10090, AdminPort: 9901,
-		AppPorts: []envoy.AppPort{{Port: 8080, Name: "http"}, {Port: 9090}}, PodIP: "10.0.0.1", ConfigHash: "abc", InjectorVersion: "v1"}
+	md := nodemeta.Metadata{Version: nodemeta.Version, InboundPort: 10001, OutboundPort: 10002, StatsPort: 10090, AdminPort: 9901,
+		AppPorts: []nodemeta.AppPort{{Port: 8080, Name: "http"}, {Port: 9090}}, PodIP: "10.0.0.1", ConfigHash: "abc", InjectorVersion: "v1"}
 	s, err := envoy.MetadataStruct(md)
 	if err != nil {
 		b.Fatal(err)

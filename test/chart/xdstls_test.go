@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/sidecar-injector/sidecar-injector/envoy"
+	"github.com/sidecar-injector/sidecar-injector/envoy/nodemeta"
 	"github.com/sidecar-injector/sidecar-injector/pkg/controller"
 	"github.com/sidecar-injector/sidecar-injector/pkg/inject"
 	"github.com/sidecar-injector/sidecar-injector/pkg/xds"
@@ -144,8 +145,8 @@ func TestXDSOverTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	md := envoy.NodeMetadata{Version: envoy.MetadataVersion, InboundPort: 10001, OutboundPort: 10002, StatsPort: 10090, AdminPort: 9901,
-		AppPorts: []envoy.AppPort{{Port: 8080}}, PodIP: "127.0.0.1", ConfigHash: cfg.Hash(), InjectorVersion: "test"}
+	md := nodemeta.Metadata{Version: nodemeta.Version, InboundPort: 10001, OutboundPort: 10002, StatsPort: 10090, AdminPort: 9901,
+		AppPorts: []nodemeta.AppPort{{Port: 8080}}, PodIP: "127.0.0.1", ConfigHash: cfg.Hash(), InjectorVersion: "test"}
 	s, err := envoy.MetadataStruct(md)
 	if err != nil {
 		t.Fatal(err)

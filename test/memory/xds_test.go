@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/sidecar-injector/sidecar-injector/envoy"
+	"github.com/sidecar-injector/sidecar-injector/envoy/nodemeta"
 	"github.com/sidecar-injector/sidecar-injector/test/testenv"
 )
 
@@ -38,10 +39,10 @@ func startXDS(t *testing.T) *child {
 
 func proxyNode(t *testing.T, id string, appPorts ...uint32) *corev3.Node {
 	t.Helper()
-	md := envoy.NodeMetadata{Version: envoy.MetadataVersion, InboundPort: 10001, OutboundPort: 10002, StatsPort: 10090, AdminPort: 9901,
+	md := nodemeta.Metadata{Version: nodemeta.Version, InboundPort: 10001, OutboundPort: 10002, StatsPort: 10090, AdminPort: 9901,
 		PodIP: "127.0.0.1", ConfigHash: "memtest", InjectorVersion: "memtest"}
 	for _, p := range appPorts {
-		md.AppPorts = append(md.AppPorts, envoy.AppPort{Port: p})
+		md.AppPorts = append(md.AppPorts, nodemeta.AppPort{Port: p})
 	}
 	s, err := envoy.MetadataStruct(md)
 	if err != nil {
@@ -159,7 +160,7 @@ func TestXDSGreedyStreamsOneConnection(t *testing.T) {
 	defer cancel()
 	for i := range 40 {
 		wg.Go(func() {
-			ports := make([]uint32, envoy.MaxAppPorts)
+			ports := make([]uint32, nodemeta.MaxAppPorts)
 			for j := range ports {
 				ports[j] = uint32(1 + i*1024 + j) // distinct per stream
 			}
