@@ -76,22 +76,7 @@ func TestXDSOverTLS(t *testing.T) {
 	}
 
 	// The bootstrap the controller renders for that config.
-	boot := controller.BootstrapFor(envoy.DefaultBootstrapConfig(), &cfg)
-	b, err := envoy.Bootstrap(boot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var upstream tlsv3.UpstreamTlsContext
-	for _, c := range b.GetStaticResources().GetClusters() {
-		if c.GetName() == envoy.XDSCluster {
-			if err := c.GetTransportSocket().GetTypedConfig().UnmarshalTo(&upstream); err != nil {
-				t.Fatalf("the xds cluster has no TLS transport socket: %v", err)
-			}
-			if c.GetClusterDiscoveryType().(*clusterv3.Cluster_Type).Type != clusterv3.Cluster_STRICT_DNS {
-				t.Errorf("the xds cluster resolves %v", c.GetClusterDiscoveryType())
-			}
-		}
-	}
+	upstream := xdsUpstreamTLS(t, &cfg)
 	caFile := upstream.GetCommonTlsContext().GetValidationContext().GetTrustedCa().GetFilename()
 	if caFile != inject.ConfigMountPath+"/"+controller.XDSCAKey {
 		t.Fatalf("the bootstrap trusts %q, want the CA the controller puts into envoy-config (%s/%s)", caFile, inject.ConfigMountPath, controller.XDSCAKey)
@@ -264,18 +249,7 @@ func TestXDSOverTLSWithCertManager(t *testing.T) {
 	if !cfg.XDS.TLS || cfg.XDS.CACert != "" {
 		t.Fatalf("injector config xds: tls %v, caCert %d bytes; want tls and no inline CA", cfg.XDS.TLS, len(cfg.XDS.CACert))
 	}
-	b, err := envoy.Bootstrap(controller.BootstrapFor(envoy.DefaultBootstrapConfig(), &cfg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var upstream tlsv3.UpstreamTlsContext
-	for _, c := range b.GetStaticResources().GetClusters() {
-		if c.GetName() == envoy.XDSCluster {
-			if err := c.GetTransportSocket().GetTypedConfig().UnmarshalTo(&upstream); err != nil {
-				t.Fatalf("the xds cluster has no TLS transport socket: %v", err)
-			}
-		}
-	}
+	upstream := xdsUpstreamTLS(t, &cfg)
 	if got := upstream.GetCommonTlsContext().GetValidationContext().GetTrustedCa().GetFilename(); got != inject.ConfigMountPath+"/"+controller.XDSCAKey {
 		t.Errorf("the bootstrap trusts %q, want %s/%s", got, inject.ConfigMountPath, controller.XDSCAKey)
 	}
@@ -338,4 +312,26 @@ func TestXDSOverTLSWithCertManager(t *testing.T) {
 			t.Errorf("certManager with xds.tls.enabled=false: %s %s still sets up xDS TLS", o.Kind, o.Name)
 		}
 	}
+}
+
+// xdsUpstreamTLS renders the bootstrap the controller makes for cfg and
+// returns the TLS context of its xds cluster, which must resolve by DNS.
+func xdsUpstreamTLS(t *testing.T, cfg *inject.Config) *tlsv3.UpstreamTlsContext {
+	t.Helper()
+	b, err := envoy.Bootstrap(controller.BootstrapFor(envoy.DefaultBootstrapConfig(), cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var upstream tlsv3.UpstreamTlsContext
+	for _, c := range b.GetStaticResources().GetClusters() {
+		if c.GetName() == envoy.XDSCluster {
+			if err := c.GetTransportSocket().GetTypedConfig().UnmarshalTo(&upstream); err != nil {
+				t.Fatalf("the xds cluster has no TLS transport socket: %v", err)
+			}
+			if c.GetClusterDiscoveryType().(*clusterv3.Cluster_Type).Type != clusterv3.Cluster_STRICT_DNS {
+				t.Errorf("the xds cluster resolves %v", c.GetClusterDiscoveryType())
+			}
+		}
+	}
+	return &upstream
 }
