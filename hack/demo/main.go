@@ -20,7 +20,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -177,9 +176,11 @@ func (d *demo) run(ctx context.Context) error {
 	if d.dir, err = os.MkdirTemp("", "sidecar-injector-demo-"); err != nil {
 		return err
 	}
-	if err := d.buildInjector(ctx); err != nil {
+	servers, err := testenv.BuildBinaries(ctx, d.cfg.Build.Go, d.root, d.dir)
+	if err != nil {
 		return err
 	}
+	d.injector, d.webhook = servers.Injector, servers.Webhook
 	webhookURL, ca, err := d.startWebhook(ctx)
 	if err != nil {
 		return err
@@ -255,17 +256,6 @@ func (d *demo) stop() {
 	if d.dir != "" && !d.cfg.Cluster.KeepDir {
 		os.RemoveAll(d.dir)
 	}
-}
-
-func (d *demo) buildInjector(ctx context.Context) error {
-	d.injector = filepath.Join(d.dir, "sidecar-injector")
-	d.webhook = filepath.Join(d.dir, "sidecar-injector-webhook")
-	cmd := exec.CommandContext(ctx, d.cfg.Build.Go, "build", "-o", d.dir+string(filepath.Separator), "./cmd/sidecar-injector", "./cmd/sidecar-injector-webhook")
-	cmd.Dir = d.root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/sidecar-injector ./cmd/sidecar-injector-webhook: %w\n%s", err, out)
-	}
-	return nil
 }
 
 func (d *demo) startWebhook(ctx context.Context) (string, []byte, error) {

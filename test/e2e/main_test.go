@@ -117,7 +117,7 @@ func setup(ctx context.Context, log *slog.Logger) (*suite, func(), error) {
 		return nil, cleanup, err
 	}
 	start := time.Now()
-	servers, err := testenv.BuildBinaries(ctx, root, dir)
+	servers, err := testenv.BuildBinaries(ctx, "", root, dir)
 	if err != nil {
 		return nil, cleanup, err
 	}

@@ -39,7 +39,7 @@ var binaries = sync.OnceValues(func() (testenv.ServerBinaries, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	return testenv.BuildBinaries(ctx, root, dir)
+	return testenv.BuildBinaries(ctx, "", root, dir)
 })
 
 func TestMain(m *testing.M) {

@@ -79,7 +79,7 @@ func TestPrometheusScrape(t *testing.T) {
 	// are linted by TestControllerMetricsLint, its /metrics read by the e2e suite.
 	delete(annotations, "controller")
 
-	servers, err := testenv.BuildBinaries(t.Context(), root, dir)
+	servers, err := testenv.BuildBinaries(t.Context(), "", root, dir)
 	if err != nil {
 		t.Fatal(err)
 	}

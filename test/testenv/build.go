@@ -486,9 +486,13 @@ type ServerBinaries struct {
 }
 
 // BuildBinaries builds the project's binaries from the repository at root
-// into dir, without the race detector (they run as child processes).
-func BuildBinaries(ctx context.Context, root, dir string) (ServerBinaries, error) {
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator), "./cmd/sidecar-injector", "./cmd/sidecar-injector-webhook")
+// into dir with goTool ("go" from PATH when empty), without the race
+// detector (they run as child processes).
+func BuildBinaries(ctx context.Context, goTool, root, dir string) (ServerBinaries, error) {
+	if goTool == "" {
+		goTool = "go"
+	}
+	cmd := exec.CommandContext(ctx, goTool, "build", "-o", dir+string(filepath.Separator), "./cmd/sidecar-injector", "./cmd/sidecar-injector-webhook")
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return ServerBinaries{}, fmt.Errorf("go build ./cmd/sidecar-injector ./cmd/sidecar-injector-webhook: %w\n%s", err, b)
