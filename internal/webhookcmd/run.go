@@ -36,10 +36,10 @@ const DefaultGCPercent = 150
 // Run serves the mutating admission webhook until ctx is done (SIGTERM);
 // then shuts down gracefully. name is the command as the user typed it (for
 // the usage), args its flags; --version prints to stdout, the usage and the
-// logs go to stderr. With a
-// cluster config it also watches namespaces and envoy-config ConfigMaps,
-// read-only, for its admission warnings; without one it injects all the
-// same. A bad flag is serverflags.ErrUsage, -h flag.ErrHelp.
+// logs go to stderr. With a cluster config it also watches namespaces and
+// envoy-config ConfigMaps, read-only, for its admission warnings; without
+// one it injects all the same. A bad flag is serverflags.ErrUsage, -h
+// flag.ErrHelp.
 func Run(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
 	cfg := webhook.DefaultConfig()
 	proc := serverflags.DefaultProcess(DefaultGCPercent)
