@@ -111,7 +111,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.CheckPodIP, "check-pod-ip", c.CheckPodIP, "refuse a proxy whose node metadata podIP is not its connection's address (false: proxies behind NAT)")
 	fs.DurationVar(&c.FilePollInterval, "file-poll-interval", c.FilePollInterval, "re-read the mesh settings and TLS files this often besides watching them")
 	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", c.ShutdownDelay, "on SIGTERM, report not ready this long before stopping")
-	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", c.ShutdownGrace, "on SIGTERM, wait this long for streams to close before cutting them")
+	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", c.ShutdownGrace, "on SIGTERM, bound the stop to this (ADS streams end at once: GOAWAY, then their connections close and proxies reconnect to another replica)")
 }
 
 // Validate names every wrong field and says how to fix it.
@@ -173,7 +173,7 @@ type App struct {
 	mesh      *meshFile
 	certs     *serving.CertSource
 	ready     atomic.Bool
-	stop      context.CancelFunc // ends the cache's and the streams' context
+	stop      context.CancelFunc // ends the server's workers and pushes
 }
 
 // New checks cfg, reads the mesh settings and the TLS pair, and binds both
@@ -218,6 +218,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer, gatherer prome
 		// One connection per proxy: a 32 KiB read buffer each (gRPC's
 		// default) is 320 MB for 10,000 proxies, whose requests are small.
 		grpc.ReadBufferSize(8 << 10),
+		grpc.ForceServerCodecV2(Codec()),
 	}
 	if cfg.TLSCertFile != "" {
 		// The first pair is a Load, not counted: the reload counter says
@@ -296,9 +297,11 @@ func (a *App) Run(ctx context.Context) error {
 	return lc.Run(ctx, a.grpcUnit(), serving.HTTP("health server", a.http, a.healthLis))
 }
 
-// grpcUnit serves ADS; its stop sends GOAWAY (no new streams), ends the
-// open streams so that each proxy reconnects to another replica, and cuts
-// what is left when the grace runs out (not an error: proxies reconnect).
+// grpcUnit serves ADS; its stop sends GOAWAY (no new streams) and closes
+// the connections, which ends the open streams so that each proxy
+// reconnects to another replica. An ADS stream never ends by itself, and
+// its goroutine waits in its read (adsServer), which only the end of the
+// connection interrupts.
 func (a *App) grpcUnit() serving.Unit {
 	return serving.Unit{
 		Name: "gRPC server",
@@ -308,19 +311,15 @@ func (a *App) grpcUnit() serving.Unit {
 			}
 			return nil // stopped before it began serving
 		},
-		Stop: func(ctx context.Context) error {
+		Stop: func(context.Context) error {
 			stopped := make(chan struct{})
 			go func() {
 				a.grpc.GracefulStop()
 				close(stopped)
 			}()
 			a.stop()
-			select {
-			case <-stopped:
-			case <-ctx.Done():
-				a.log.Warn("streams still open after --shutdown-grace; cutting them", "grace", a.cfg.ShutdownGrace)
-				a.grpc.Stop()
-			}
+			a.grpc.Stop()
+			<-stopped
 			return nil
 		},
 	}

@@ -76,27 +76,35 @@ func (t *internTable[T]) len() int {
 // (with its name) hashes to key: r encoded, unless another snapshot
 // published an equal one first.
 func (in *interner) intern(key [sha256.Size]byte, r types.Resource, b []byte) types.Resource {
-	return in.resources.intern(key, &encoded{typ: r.ProtoReflect().Type(), name: cache.GetResourceName(r), b: b})
+	return in.resources.intern(key, newEncoded(r, b))
+}
+
+// newEncoded is r held as its encoding b.
+func newEncoded(r types.Resource, b []byte) *encoded {
+	wire := resourceField(typeURLOf(r), b)
+	return &encoded{typ: r.ProtoReflect().Type(), name: cache.GetResourceName(r), wire: wire, b: wire[len(wire)-len(b) : len(wire) : len(wire)]}
 }
 
 // encoded is a resource as its deterministic encoding, made once per
 // distinct resource and shared by every snapshot and response holding it.
 //
-// go-control-plane's SnapshotCache marshals each resource of each response
-// anew (a new cachedResource per response): that was 16% of the server's
-// CPU with 10,000 proxies in 50 groups, and deep marshalling grew every
-// stream goroutine's stack. An encoded resource marshals by handing out
-// its encoding, capacity clipped so that an append copies it; the bytes are
-// never written, so any number of responses share them. It holds nothing
-// else: a resource's encoding is smaller than its Go structs (2.5 KB for
-// the inbound listeners and cluster of a distinct group), and is all the
-// server sends. Reflection (JSON, comparison, tests) works on the resource
-// decoded from it once, on first use; like the encoding, it must not be
-// modified.
+// Marshalling each resource of each response anew (as go-control-plane's
+// SnapshotCache did) was 16% of the server's CPU with 10,000 proxies in 50
+// groups, and deep marshalling grew every stream goroutine's stack. An
+// encoded resource is held as the resources field of a DiscoveryResponse
+// (an Any around the resource's encoding), which every response holding it
+// sends as it is (see response); it marshals by handing out its encoding,
+// capacity clipped so that an append copies it. The bytes are never
+// written, so any number of responses share them. It holds nothing else: a
+// resource's encoding is smaller than its Go structs (2.5 KB for the
+// inbound listeners and cluster of a distinct group), and is all the server
+// sends. Reflection (JSON, comparison, tests) works on the resource decoded
+// from it once, on first use; like the encoding, it must not be modified.
 type encoded struct {
 	typ  protoreflect.MessageType
 	name string
-	b    []byte
+	wire []byte // the resource as a DiscoveryResponse's resources field
+	b    []byte // the resource's encoding: the end of wire
 
 	once    sync.Once
 	decoded protoreflect.Message

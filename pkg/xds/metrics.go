@@ -20,6 +20,11 @@ type Metrics struct {
 	PushDuration     prometheus.Histogram
 	SettingsReloads  *prometheus.CounterVec // result: success|error|unchanged
 	TLSReloads       *prometheus.CounterVec // result: success|error
+
+	// The served types' children of Requests and Responses, by the index
+	// of the type in servedTypes (found once, not per request).
+	requests  [len(servedTypes)]map[string]prometheus.Counter
+	responses [len(servedTypes)]prometheus.Counter
 }
 
 // Request results.
@@ -38,7 +43,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		Snapshots: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sidecar_injector_xds_snapshots",
-			Help: "Snapshots held in the cache: one per group of proxies with the same config-relevant metadata.",
+			Help: "Snapshots held: one per group of proxies with the same config-relevant metadata.",
 		}),
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sidecar_injector_xds_requests_total",
@@ -79,11 +84,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.BuildDuration, m.PushDuration, m.SettingsReloads, m.TLSReloads, version.NewCollector("xds"),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Every series exists from the start, at 0.
-	for _, t := range []string{"cds", "lds"} {
+	for i, typeURL := range servedTypes {
+		t := TypeName(typeURL)
+		m.requests[i] = map[string]prometheus.Counter{}
 		for _, r := range []string{ResultInitial, ResultACK, ResultNACK} {
-			m.Requests.WithLabelValues(t, r)
+			m.requests[i][r] = m.Requests.WithLabelValues(t, r)
 		}
-		m.Responses.WithLabelValues(t)
+		m.responses[i] = m.Responses.WithLabelValues(t)
 	}
 	for _, r := range []string{ReasonMissing, ReasonMalformed, ReasonUnsupported, ReasonOversized, ReasonForeignPodIP} {
 		m.InvalidMetadata.WithLabelValues(r)

@@ -99,7 +99,7 @@ func (n NodeInfo) Validate() error {
 }
 
 // Key identifies the snapshot of n: nodes with equal NodeInfo have equal
-// keys and share one snapshot in the cache.
+// keys and share one snapshot.
 func (n NodeInfo) Key() string {
 	buf := make([]byte, 0, 4*(6+len(n.AppPorts)))
 	ipv6 := uint32(0)
@@ -149,8 +149,7 @@ func ResolveNode(node *corev3.Node) (info NodeInfo, reason string, err error) {
 	return NodeInfoFromMetadata(md), "", nil
 }
 
-// NodeHash groups nodes for the go-control-plane snapshot cache by their
-// NodeInfo key, not their id.
+// NodeHash groups nodes by their NodeInfo key, not their id.
 type NodeHash struct{}
 
 // ID is the key of the node's snapshot.

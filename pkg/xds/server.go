@@ -3,12 +3,10 @@ package xds
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"net/netip"
 	"reflect"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,42 +15,29 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	sotw "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
-	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/status"
+
+	"github.com/sidecar-injector/sidecar-injector/internal/stack"
 )
 
-// Server serves snapshots built from each proxy's own metadata. It is the
-// go-control-plane SnapshotCache (ADS, state of the world) plus the
-// callbacks that create a node group's snapshot on its first request, clear
-// it when the group's last stream closes, count requests, ACKs and NACKs,
-// and keep a NACKed version from being sent again until the config changes.
+// Server serves snapshots built from each proxy's own metadata over ADS
+// (state of the world; see adsServer): it creates a node group's snapshot
+// on its first request, clears it when the group's last stream closes,
+// pushes a new one to the group's streams when the mesh settings change,
+// counts requests, ACKs and NACKs, and keeps a NACKed version from being
+// sent again until the config changes.
 type Server struct {
 	log     *slog.Logger
 	metrics *Metrics
 	ctx     context.Context
-	// shards are SnapshotCaches, each holding the snapshots of the groups
-	// whose key hashes to it, behind a MuxCache: every request (ACKs
-	// included) opens a watch under its cache's one mutex, so one cache for
-	// 10,000 streams would serialise them all.
-	shards []cache.SnapshotCache
-	mux    *cache.MuxCache
 
 	mu      sync.Mutex
 	mesh    MeshSettings
 	meshGen uint64
 	groups  map[string]*group
-
-	// streams holds *streamState by stream id. Each stream's callbacks run
-	// on that stream's goroutine, so a streamState needs no lock of its own.
-	streams sync.Map
-	// nodeKeys maps the *corev3.Node of each open stream to its group key,
-	// so the cache's NodeHash does not parse the metadata on every request.
-	nodeKeys sync.Map
 
 	// checkPodIP refuses a node whose metadata podIP is not the address
 	// its stream comes from (SetCheckPodIP).
@@ -74,30 +59,31 @@ func (s *Server) SetCheckPodIP(on bool) { s.checkPodIP = on }
 
 // group is the set of open streams sharing one snapshot.
 type group struct {
-	key   string
-	info  NodeInfo
-	refs  int
-	ready chan struct{} // closed once the first build is done
-	err   error         // of the first build
+	key     string
+	info    NodeInfo
+	members map[*stream]struct{} // under Server.mu
+	ready   chan struct{}        // closed once the first build is done
+	err     error                // of the first build
+	snap    atomic.Pointer[groupSnapshot]
 	// nacked holds "type version" pairs some proxy of the group rejected:
 	// the first NACK of each is logged at Warn, the rest at Debug (a bad
 	// config is rejected by every proxy of the group at once).
 	nacked map[string]bool
 }
 
-type streamState struct {
-	peer   netip.Addr // the client's address, when known
-	nodeID string
-	node   *corev3.Node // the node of the first request; later requests are pinned to it
-	key    string
-	sent   map[string]sent // by type URL
+// groupSnapshot is a group's snapshot as responses, by servedTypes index.
+type groupSnapshot [len(servedTypes)]*response
+
+// current is the group's snapshot; empty before its first build.
+func (g *group) current() groupSnapshot {
+	if p := g.snap.Load(); p != nil {
+		return *p
+	}
+	return groupSnapshot{}
 }
 
-// sent is the last response of a type on a stream.
-type sent struct{ nonce, version string }
-
-// NewServer makes a server with the given mesh settings. ctx bounds the
-// cache's pushes; cancel it only when the gRPC server has stopped.
+// NewServer makes a server with the given mesh settings. ctx bounds its
+// workers and pushes; cancel it only when the gRPC server has stopped.
 func NewServer(ctx context.Context, log *slog.Logger, metrics *Metrics, mesh MeshSettings) (*Server, error) {
 	if err := mesh.Validate(); err != nil {
 		return nil, err
@@ -109,6 +95,7 @@ func NewServer(ctx context.Context, log *slog.Logger, metrics *Metrics, mesh Mes
 			for {
 				select {
 				case f := <-s.work:
+					stack.Grow[workerStack]()
 					f()
 				case <-ctx.Done():
 					return
@@ -116,139 +103,32 @@ func NewServer(ctx context.Context, log *slog.Logger, metrics *Metrics, mesh Mes
 			}
 		}()
 	}
-	s.mux = &cache.MuxCache{
-		Classify:      func(r *cache.Request) string { return shardNames[shardIndex((cachedHash{s}).ID(r.GetNode()))] },
-		ClassifyDelta: func(r *cache.DeltaRequest) string { return shardNames[shardIndex((cachedHash{s}).ID(r.GetNode()))] },
-		Caches:        map[string]cache.Cache{},
-	}
-	for _, name := range shardNames {
-		c := cache.NewSnapshotCache(true, cachedHash{s}, cpLogger{log})
-		s.shards = append(s.shards, c)
-		s.mux.Caches[name] = c
-	}
 	return s, nil
 }
 
-// cacheShards is the number of SnapshotCaches the groups are spread over.
-const cacheShards = 16
-
-var shardNames = func() []string {
-	names := make([]string, cacheShards)
-	for i := range names {
-		names[i] = strconv.Itoa(i)
-	}
-	return names
-}()
-
-// shardIndex spreads group keys (hex digests) over the shards.
-func shardIndex(key string) int {
-	h := fnv.New32a()
-	h.Write([]byte(key))
-	return int(h.Sum32() % cacheShards)
-}
-
-func (s *Server) shard(key string) cache.SnapshotCache { return s.shards[shardIndex(key)] }
-
-// StatusKeys lists the node groups the caches hold watch state for.
-func (s *Server) StatusKeys() []string {
-	var keys []string
-	for _, c := range s.shards {
-		keys = append(keys, c.GetStatusKeys()...)
+// GroupKeys lists the node groups held (each with its snapshot).
+func (s *Server) GroupKeys() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := make([]string, 0, len(s.groups))
+	for k := range s.groups {
+		keys = append(keys, k)
 	}
 	return keys
 }
 
-// XDS is the go-control-plane server to register on a gRPC server (ADS only).
-func (s *Server) XDS() serverv3.Server {
-	// Ordered ADS: one response channel per stream and responses in the
-	// order the cache produced them (CDS before LDS on a push).
-	return adsServer{Server: serverv3.NewServer(s.ctx, s.mux, s.callbacks(), sotw.WithOrderedADS()), s: s}
-}
+// XDS is the ADS service to register on a gRPC server, whose codec must be
+// Codec().
+func (s *Server) XDS() discoveryv3.AggregatedDiscoveryServiceServer { return adsServer{s: s} }
 
-// cachedHash is the cache's NodeHash: the group key of an open stream's
-// node, computed once per stream; NodeHash for anything else.
-type cachedHash struct{ s *Server }
+// Codec is the gRPC codec the server's responses and requests need.
+func Codec() encoding.CodecV2 { return codec{} }
 
-func (h cachedHash) ID(node *corev3.Node) string {
-	if key, ok := h.s.nodeKeys.Load(node); ok {
-		return key.(string)
-	}
-	return NodeHash{}.ID(node)
-}
-
-func (s *Server) callbacks() serverv3.Callbacks {
-	return serverv3.CallbackFuncs{
-		StreamOpenFunc: func(ctx context.Context, id int64, typeURL string) error {
-			if typeURL != resource.AnyType {
-				return status.Errorf(codes.Unimplemented, "only ADS is served; configure Envoy with ads_config and ads {} config sources")
-			}
-			st := &streamState{sent: map[string]sent{}}
-			if p, ok := peer.FromContext(ctx); ok {
-				st.peer, _ = peerIP(p)
-			}
-			s.streams.Store(id, st)
-			return nil
-		},
-		StreamRequestFunc:  s.onRequest,
-		StreamResponseFunc: s.onResponse,
-		StreamClosedFunc:   s.onClosed,
-		DeltaStreamOpenFunc: func(context.Context, int64, string) error {
-			return status.Errorf(codes.Unimplemented, "delta xDS is not served; use ads_config api_type GRPC (state of the world)")
-		},
-	}
-}
-
-func (s *Server) onRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
-	v, ok := s.streams.Load(id)
-	if !ok {
-		return status.Errorf(codes.Internal, "stream %d unknown", id)
-	}
-	st := v.(*streamState)
-	if st.node == nil {
-		if err := s.identify(st, req.GetNode()); err != nil {
-			return err
-		}
-	} else if req.Node != st.node {
-		// A client that sends its node on every request: it must stay the
-		// same node, and the request is pinned to the first one.
-		if req.GetNode().GetId() != st.nodeID || (cachedHash{s}).ID(req.GetNode()) != st.key {
-			return status.Errorf(codes.InvalidArgument, "node changed on the stream from %q to %q; open a new stream per node", clipN(st.nodeID, maxIDLen), clipN(req.GetNode().GetId(), maxIDLen))
-		}
-		req.Node = st.node
-	}
-
-	typ := TypeName(req.GetTypeUrl())
-	switch {
-	case req.GetErrorDetail() != nil:
-		s.metrics.Requests.WithLabelValues(typ, ResultNACK).Inc()
-		rejected := ""
-		if last, ok := st.sent[req.GetTypeUrl()]; ok && last.nonce == req.GetResponseNonce() {
-			rejected = last.version
-			// The cache resends whenever the request's version differs from
-			// the snapshot's: claim the rejected version, so the next
-			// response is the next config change.
-			req.VersionInfo = rejected
-		}
-		level := slog.LevelDebug
-		s.mu.Lock()
-		if g, ok := s.groups[st.key]; ok && !g.nacked[typ+" "+rejected] {
-			if g.nacked == nil {
-				g.nacked = map[string]bool{}
-			}
-			g.nacked[typ+" "+rejected] = true
-			level = slog.LevelWarn
-		}
-		s.mu.Unlock()
-		s.log.Log(context.Background(), level, "proxy rejected config",
-			"node", clipN(st.nodeID, maxIDLen), "type", typ, "version", rejected, "nonce", clip(req.GetResponseNonce()),
-			"error", clipN(req.GetErrorDetail().GetMessage(), 512))
-	case req.GetResponseNonce() == "":
-		s.metrics.Requests.WithLabelValues(typ, ResultInitial).Inc()
-	default:
-		s.metrics.Requests.WithLabelValues(typ, ResultACK).Inc()
-	}
-	return nil
-}
+// workerStack is the stack room a worker asks for before each job: the
+// collector halves the stacks of idle workers, and a job that grew it
+// back deep in a decoder's recursion copied a deep stack (7% of the
+// server's CPU with 20,000 proxies connecting).
+type workerStack = [32 << 10]byte
 
 // onWorker runs f on one of the server's worker goroutines and waits for
 // it. Reading node metadata (a deep protobuf Struct, through JSON) and
@@ -269,7 +149,7 @@ func (s *Server) onWorker(f func()) {
 
 // identify reads the node of a stream's first request and makes sure its
 // group's snapshot exists.
-func (s *Server) identify(st *streamState, node *corev3.Node) error {
+func (s *Server) identify(st *stream, node *corev3.Node) error {
 	if node == nil {
 		node = &corev3.Node{}
 	}
@@ -295,36 +175,38 @@ func (s *Server) identify(st *streamState, node *corev3.Node) error {
 		}
 	}
 	key := info.Key()
-	if err := s.join(key, info); err != nil {
+	st.node, st.nodeID, st.key = node, node.GetId(), key
+	if err := s.join(st, info); err != nil {
 		s.log.Error("snapshot build failed", "node", clipN(node.GetId(), maxIDLen), "key", key, "error", err)
 		return status.Errorf(codes.Internal, "build config for node %q: %v", clipN(node.GetId(), maxIDLen), err)
 	}
-	st.node, st.nodeID, st.key = node, node.GetId(), key
-	s.nodeKeys.Store(node, key)
-	// The metadata is read: from here on the node is known by its key
-	// (cachedHash), and the stream keeps its node for its life. Dropping
-	// the parsed Struct (up to 64 KiB) keeps a stream's cost small.
+	// The metadata is read: from here on the node is known by its key, and
+	// the stream keeps its node for its life. Dropping the parsed Struct
+	// (up to 64 KiB) keeps a stream's cost small.
 	node.Metadata = nil
 	s.metrics.ConnectedProxies.Inc()
 	s.log.Debug("proxy connected", "node", clipN(node.GetId(), maxIDLen), "key", key)
 	return nil
 }
 
-// join adds a stream to the group of key, building its snapshot if it is
-// the first. Builds of different groups run concurrently.
-func (s *Server) join(key string, info NodeInfo) error {
+// join adds a stream to the group of its key, building the group's
+// snapshot if it is the first. Builds of different groups run
+// concurrently.
+func (s *Server) join(st *stream, info NodeInfo) error {
 	s.mu.Lock()
-	if g, ok := s.groups[key]; ok {
-		g.refs++
+	if g, ok := s.groups[st.key]; ok {
+		g.members[st] = struct{}{}
 		s.mu.Unlock()
 		<-g.ready
 		if g.err != nil {
-			s.leave(key)
+			s.drop(g, st)
+			return g.err
 		}
-		return g.err
+		st.setGroup(g)
+		return nil
 	}
-	g := &group{key: key, info: info, refs: 1, ready: make(chan struct{})}
-	s.groups[key] = g
+	g := &group{key: st.key, info: info, members: map[*stream]struct{}{st: {}}, ready: make(chan struct{})}
+	s.groups[st.key] = g
 	s.metrics.Snapshots.Inc()
 	for {
 		mesh, gen := s.mesh, s.meshGen
@@ -338,64 +220,56 @@ func (s *Server) join(key string, info NodeInfo) error {
 		if gen != s.meshGen {
 			continue // the settings changed during the build
 		}
-		if err := s.shard(key).SetSnapshot(s.ctx, key, snap); err != nil {
-			g.err = fmt.Errorf("set snapshot: %w", err)
-		}
+		g.snap.Store(snap)
 		break
 	}
 	close(g.ready)
 	err := g.err
 	s.mu.Unlock()
 	if err != nil {
-		s.leave(key)
+		s.drop(g, st)
+		return err
 	}
-	return err
+	st.setGroup(g)
+	return nil
 }
 
-// leave drops one stream from a group; the last one clears the snapshot.
-func (s *Server) leave(key string) {
+// leave drops a stream from its group; the last one clears the snapshot.
+func (s *Server) leave(st *stream) { s.drop(st.g, st) }
+
+func (s *Server) drop(g *group, st *stream) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g, ok := s.groups[key]
-	if !ok {
+	delete(g.members, st)
+	if len(g.members) > 0 || s.groups[g.key] != g {
 		return
 	}
-	g.refs--
-	if g.refs > 0 {
-		return
-	}
-	delete(s.groups, key)
-	s.shard(key).ClearSnapshot(key)
+	delete(s.groups, g.key)
 	s.metrics.Snapshots.Dec()
 }
 
-func (s *Server) build(info NodeInfo, mesh MeshSettings) (snap *cache.Snapshot, err error) {
+// build builds a group's snapshot (on a worker: it recurses deeply) and
+// makes its responses.
+func (s *Server) build(info NodeInfo, mesh MeshSettings) (*groupSnapshot, error) {
 	start := time.Now()
-	s.onWorker(func() { snap, err = buildSnapshot(info, mesh, s.intern) })
+	var gs groupSnapshot
+	var err error
+	s.onWorker(func() {
+		var snap *cache.Snapshot
+		if snap, err = buildSnapshot(info, mesh, s.intern); err != nil {
+			return
+		}
+		for i, typeURL := range servedTypes {
+			if gs[i], err = newResponse(snap, typeURL); err != nil {
+				return
+			}
+		}
+	})
 	s.metrics.BuildDuration.Observe(time.Since(start).Seconds())
-	return snap, err
-}
-
-func (s *Server) onResponse(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
-	if v, ok := s.streams.Load(id); ok {
-		v.(*streamState).sent[resp.GetTypeUrl()] = sent{nonce: resp.GetNonce(), version: resp.GetVersionInfo()}
+	if err != nil {
+		return nil, err
 	}
-	s.metrics.Responses.WithLabelValues(TypeName(resp.GetTypeUrl())).Inc()
-}
-
-func (s *Server) onClosed(id int64, _ *corev3.Node) {
-	v, ok := s.streams.LoadAndDelete(id)
-	if !ok {
-		return
-	}
-	st := v.(*streamState)
-	if st.node == nil {
-		return
-	}
-	s.nodeKeys.Delete(st.node)
-	s.metrics.ConnectedProxies.Dec()
-	s.leave(st.key)
-	s.log.Debug("proxy disconnected", "node", clipN(st.nodeID, maxIDLen), "key", st.key)
+	return &gs, nil
 }
 
 // SetMesh applies new mesh settings: every cached snapshot is rebuilt and
@@ -437,7 +311,7 @@ func (s *Server) SetMesh(mesh MeshSettings) (bool, error) {
 	for lo := 0; lo < len(groups); lo += pushBatch {
 		batch := groups[lo:min(lo+pushBatch, len(groups))]
 		bstart := time.Now()
-		snaps := make([]*cache.Snapshot, len(batch))
+		snaps := make([]*groupSnapshot, len(batch))
 		errs := make([]error, len(batch))
 		var wg sync.WaitGroup
 		next := atomic.Int64{}
@@ -455,6 +329,7 @@ func (s *Server) SetMesh(mesh MeshSettings) (bool, error) {
 				return true, fmt.Errorf("rebuild snapshot %s: %w", batch[i].key, err)
 			}
 		}
+		var woken []*stream
 		s.mu.Lock()
 		if s.meshGen != gen {
 			s.mu.Unlock()
@@ -464,13 +339,16 @@ func (s *Server) SetMesh(mesh MeshSettings) (bool, error) {
 			if s.groups[g.key] != g {
 				continue // its last stream closed meanwhile
 			}
-			if err := s.shard(g.key).SetSnapshot(s.ctx, g.key, snaps[i]); err != nil {
-				s.mu.Unlock()
-				return true, fmt.Errorf("set snapshot %s: %w", g.key, err)
+			g.snap.Store(snaps[i])
+			for st := range g.members {
+				woken = append(woken, st)
 			}
 			pushed++
 		}
 		s.mu.Unlock()
+		for _, st := range woken {
+			st.wake()
+		}
 	}
 	d := time.Since(start)
 	s.metrics.PushDuration.Observe(d.Seconds())

@@ -409,7 +409,7 @@ func TestADSOverTCP(t *testing.T) {
 	// Disconnect: the last stream of each group clears the entry.
 	c.cancel()
 	waitFor(t, "entries cleared", func() bool {
-		return ts.counter(t, m.ConnectedProxies) == 0 && ts.counter(t, m.Snapshots) == 0 && len(ts.app.Server().StatusKeys()) == 0
+		return ts.counter(t, m.ConnectedProxies) == 0 && ts.counter(t, m.Snapshots) == 0 && len(ts.app.Server().GroupKeys()) == 0
 	})
 	// Reconnect as Envoy does (its last accepted versions, no nonce): current config.
 	r := ts.connect(t, testNode(t, "app-1.default", 8080))

@@ -11,8 +11,8 @@ import (
 )
 
 // Streams of two groups, which share most resources, get them from the
-// same encodings at once (run with -race: go-control-plane writes each
-// response's nonce into it while others are marshalled): every response
+// same encodings at once (run with -race: a group's response is sent by
+// many streams at once, each with its own nonce): every response
 // carries exactly what a snapshot built on its own holds, with a nonce of
 // its stream's, and a settings push reaches every stream the same way.
 func TestSharedEncodingsAcrossStreams(t *testing.T) {
