@@ -46,6 +46,7 @@ import (
 
 	"github.com/sidecar-injector/sidecar-injector/envoy"
 	"github.com/sidecar-injector/sidecar-injector/envoy/nodemeta"
+	"github.com/sidecar-injector/sidecar-injector/internal/stack"
 )
 
 type config struct {
@@ -328,6 +329,11 @@ func run(ctx context.Context, c config) (*result, error) {
 	go0 := make(chan struct{})
 	for _, p := range proxies {
 		go func() {
+			// A proxy's goroutine reads, checks and answers responses on
+			// a 16 KiB stack; growing to it while shallow, before the
+			// clock starts, keeps the generator's stack copying (6% of
+			// its CPU) out of the server's measured time.
+			stack.Grow[[8 << 10]byte]()
 			<-go0
 			if err := p.loop(contents, firstDone); streamCtx.Err() == nil { // loop returns only when its stream fails
 				runErr <- fmt.Errorf("proxy %d: %w", p.id, err)
