@@ -12,6 +12,7 @@
 #   BENCH_KIT          the kit's directory             (default <repo>/../shared/bench)
 #   BENCH_OUT          the Markdown file updated       (default docs/benchmarks.md)
 #   BENCH_PROFILE      if set, a CPU profile of the webhook at c=16 is written there
+#   BENCH_WEBHOOK_FLAGS extra flags of the webhook, to compare settings (the report names them)
 # A quick run: BENCH_DURATION=2s BENCH_REPS=1 hack/bench-webhook.sh
 set -euo pipefail
 
@@ -31,5 +32,6 @@ go run ./hack/benchwebhook \
   -warmup "${BENCH_WARMUP:-1s}" \
   -reps "${BENCH_REPS:-3}" \
   -concurrency "${BENCH_CONCURRENCY:-1,16,64}" \
-  -profile "${BENCH_PROFILE:-}"
+  -profile "${BENCH_PROFILE:-}" \
+  -webhook-flags "${BENCH_WEBHOOK_FLAGS:-}"
 go run ./hack/docsection -file "${BENCH_OUT:-docs/benchmarks.md}" -section webhook <"$table"

@@ -41,6 +41,7 @@ type options struct {
 	reps        int
 	concurrency []int
 	profile     string
+	flags       []string // extra flags of the webhook
 }
 
 func main() {
@@ -53,7 +54,9 @@ func main() {
 	flag.IntVar(&o.reps, "reps", 3, "repetitions (medians are reported)")
 	flag.StringVar(&conc, "concurrency", "1,16,64", "comma-separated admitload -c levels")
 	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of the webhook during its first c=16 run to this file")
+	webhookFlags := flag.String("webhook-flags", "", "extra flags for the webhook, space-separated (to compare settings; the report names them)")
 	flag.Parse()
+	o.flags = strings.Fields(*webhookFlags)
 	var err error
 	if o.concurrency, err = parseInts(conc); err != nil {
 		fail(fmt.Errorf("-concurrency %q: %w", conc, err))
@@ -146,7 +149,7 @@ func run(o options) error {
 			if o.profile != "" {
 				args = append(args, "--enable-pprof")
 			}
-			return args
+			return append(args, o.flags...)
 		}},
 	}
 

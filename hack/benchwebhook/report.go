@@ -113,8 +113,12 @@ func render(o options, env string, rows []row, patchCheck string) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p("`make bench-webhook` (hack/bench-webhook.sh) on %s, %s. ", env, time.Now().UTC().Format("2006-01-02"))
-	p("The shared kit's `nullhook` and `sidecar-injector-webhook` (the chart's webhook binary, default config, outside a cluster) ran one after the other, ")
-	p("%d repetitions of each, driven by `admitload -h2` (HTTP/2 like kube-apiserver: one connection to the null webhook, more to the webhook, whose cap of 4 streams per connection makes the client open others) for %s after a %s warm-up ", o.reps, o.duration, o.warmup)
+	config := "default config"
+	if len(o.flags) > 0 {
+		config = "flags `" + strings.Join(o.flags, " ") + "`"
+	}
+	p("The shared kit's `nullhook` and `sidecar-injector-webhook` (the chart's webhook binary, %s, outside a cluster) ran one after the other, ", config)
+	p("%d repetitions of each, driven by `admitload -h2` (HTTP/2 like kube-apiserver: one connection to the null webhook, more to the webhook, whose cap of streams per connection, 4 by default, makes the client open others) for %s after a %s warm-up ", o.reps, o.duration, o.warmup)
 	p("at each concurrency; every reply was validated by admitload. Figures are medians over the repetitions; ")
 	p("ratios are webhook ÷ null. Server CPU is user+system time of the server process over the measured window per request; ")
 	p("peak RSS is the process's VmHWM after the run.\n\n")

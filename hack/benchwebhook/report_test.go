@@ -33,6 +33,13 @@ func TestSummarizeAndRender(t *testing.T) {
 		t.Fatalf("summarize: %+v", rows)
 	}
 	md := render(options{reps: 3, duration: 10 * time.Second, warmup: time.Second}, "test machine", rows, "")
+	if !strings.Contains(md, "webhook binary, default config,") {
+		t.Errorf("report does not say the webhook ran with its defaults:\n%s", md)
+	}
+	flagged := render(options{reps: 3, duration: 10 * time.Second, warmup: time.Second, flags: []string{"--max-concurrent-streams=16", "--max-connections=96"}}, "test machine", rows, "")
+	if !strings.Contains(flagged, "webhook binary, flags `--max-concurrent-streams=16 --max-connections=96`,") {
+		t.Errorf("report does not name the webhook's flags:\n%s", flagged)
+	}
 	for _, want := range []string{
 		"| 16 | 5002 | 4202 | 0.84 |",
 		"throughput 0.84× null (target ≥ 0.80×): met",
