@@ -17,8 +17,6 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/sidecar-injector/sidecar-injector/internal/stack"
 )
 
 // The served types, in the order a push sends them: clusters before the
@@ -38,14 +36,14 @@ func servedType(typeURL string) int {
 // adsServer serves ADS, state of the world, one goroutine per stream.
 //
 // go-control-plane's server ran two goroutines per stream (one reading
-// requests, one waiting on the cache's watches and the reader), and opened
-// a watch on its cache, under the cache's lock, for every request. With
-// 20,000 proxies the two stacks were 335 MiB, which the collector scanned
-// over and over as the heap neared the memory limit: a third of the
-// server's CPU at start-up was the collector and stack copying. Here a
-// stream's goroutine reads requests and answers them; a settings push
-// answers from a short-lived goroutine (stream.wake). A response is the
-// group's, made once (response), with the stream's nonce.
+// requests, one selecting over the cache's watches and the reader), opened
+// a watch on its cache, under the cache's lock, for every request, and
+// made each response anew. With 20,000 proxies connecting at once, that
+// hand-off, the watches and the collector scanning 40,000 stacks took
+// about half of the server's CPU. Here a stream's goroutine reads requests
+// and answers them; a settings push answers from a short-lived goroutine
+// (stream.wake). A response is the group's, made once (response), with the
+// stream's nonce.
 type adsServer struct {
 	discoveryv3.UnimplementedAggregatedDiscoveryServiceServer
 	s *Server
@@ -56,31 +54,24 @@ func (a adsServer) DeltaAggregatedResources(discoveryv3.AggregatedDiscoveryServi
 }
 
 func (a adsServer) StreamAggregatedResources(gs discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
-	stack.Grow[streamStack]()
 	st := &stream{s: a.s, grpc: gs}
 	if p, ok := peer.FromContext(gs.Context()); ok {
 		st.peer, _ = peerIP(p)
 	}
 	defer st.close()
 	for {
-		req, err := st.recv()
+		req, metadataJSON, err := st.recv()
 		if errors.Is(err, io.EOF) {
 			return nil // the client is done
 		}
 		if err != nil {
 			return err
 		}
-		if err := st.handle(req); err != nil {
+		if err := st.handle(req, metadataJSON); err != nil {
 			return err
 		}
 	}
 }
-
-// streamStack is the stack room a stream's goroutine asks for first: what
-// reading, answering and gRPC's frames below the handler take fits in the
-// 16 KiB stack the runtime then gives it, grown while shallow rather than
-// in a read (stack.Grow).
-type streamStack = [8 << 10]byte
 
 // stream is one ADS stream: one proxy.
 type stream struct {
@@ -115,38 +106,48 @@ type typeState struct {
 	sent  string // version of the last response of the type
 }
 
-// inPlaceMax is the size up to which a request is decoded on the stream's
-// goroutine: an ACK names a type, a version, a nonce and perhaps a few
-// resources.
+// inPlaceMax is the size up to which a request after the first is decoded
+// on the stream's goroutine: an ACK names a type, a version, a nonce and
+// perhaps a few resources.
 const inPlaceMax = 512
 
-// recv reads a request. One that carries a node (a deep Struct) is decoded
-// on one of the server's workers (see Server.onWorker): on the stream's
-// goroutine, with 20,000 proxies connecting at once, growing and copying
-// stacks was 18% of the server's CPU.
-func (st *stream) recv() (*discoveryv3.DiscoveryRequest, error) {
+// recv reads a request. The first (which carries the node, a deep Struct)
+// and any large one are decoded on one of the server's workers (see
+// Server.onWorker): on the stream's goroutine, with 20,000 proxies
+// connecting at once, growing and copying stacks was 18% of the server's
+// CPU. The first one's node metadata is read straight into JSON when it
+// can be (decodeWithMetadata): metadataJSON is then set and the node has
+// no Metadata.
+func (st *stream) recv() (req *discoveryv3.DiscoveryRequest, metadataJSON []byte, err error) {
 	var raw rawRequest
 	if err := st.grpc.RecvMsg(&raw); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	req := &discoveryv3.DiscoveryRequest{}
-	var err error
-	if len(raw.b) <= inPlaceMax {
+	req = &discoveryv3.DiscoveryRequest{}
+	if st.node != nil && len(raw.b) <= inPlaceMax {
 		err = proto.Unmarshal(raw.b, req)
 	} else {
-		st.s.onWorker(func() { err = proto.Unmarshal(raw.b, req) })
+		st.s.onWorker(func() {
+			if st.node == nil {
+				if r, js, ok := decodeWithMetadata(raw.b); ok {
+					req, metadataJSON = r, js
+					return
+				}
+			}
+			err = proto.Unmarshal(raw.b, req)
+		})
 	}
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "decode the discovery request: %v", err)
+		return nil, nil, status.Errorf(codes.InvalidArgument, "decode the discovery request: %v", err)
 	}
-	return req, nil
+	return req, metadataJSON, nil
 }
 
 // handle takes one request: the node is checked (or identified, on the
 // first), the request counted, and what the client is owed sent.
-func (st *stream) handle(req *discoveryv3.DiscoveryRequest) error {
+func (st *stream) handle(req *discoveryv3.DiscoveryRequest, metadataJSON []byte) error {
 	s := st.s
-	if err := st.checkNode(req.GetNode()); err != nil {
+	if err := st.checkNode(req.GetNode(), metadataJSON); err != nil {
 		return err
 	}
 	typeURL := req.GetTypeUrl()
@@ -196,9 +197,9 @@ func (st *stream) handle(req *discoveryv3.DiscoveryRequest) error {
 // checkNode identifies the stream's node on its first request. A client
 // may send its node again on later ones (Envoy without
 // set_node_on_first_message_only); it must stay the same node.
-func (st *stream) checkNode(node *corev3.Node) error {
+func (st *stream) checkNode(node *corev3.Node, metadataJSON []byte) error {
 	if st.node == nil {
-		return st.s.identify(st, node)
+		return st.s.identify(st, node, metadataJSON)
 	}
 	if node == nil {
 		return nil

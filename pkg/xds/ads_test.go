@@ -2,6 +2,7 @@ package xds
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -38,7 +39,8 @@ func (f *frames) RecvMsg(m any) error {
 }
 
 // Requests come out of a stream's recv as they went in, small ones decoded
-// in place and those with a node on a worker; a malformed one is an error.
+// in place and those with a node on a worker, the first node's metadata as
+// its JSON; a malformed one is an error.
 func TestStreamRecv(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -68,12 +70,31 @@ func TestStreamRecv(t *testing.T) {
 	f.in = append(f.in, []byte{0xff, 0xff, 0xff})
 	st := &stream{s: s, grpc: f}
 	for i, want := range reqs {
-		got, err := st.recv()
-		if err != nil || !proto.Equal(got, want) {
-			t.Errorf("request %d: got %v, %v; want %v", i, got, err, want)
+		got, metadataJSON, err := st.recv()
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if md := want.GetNode().GetMetadata(); md != nil {
+			wantJSON, err := json.Marshal(md.AsMap())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(metadataJSON) != string(wantJSON) {
+				t.Errorf("request %d: metadata JSON %s, want %s", i, metadataJSON, wantJSON)
+			}
+			if got.GetNode().GetMetadata() != nil {
+				t.Errorf("request %d: node metadata decoded besides its JSON", i)
+			}
+			want = proto.Clone(want).(*discoveryv3.DiscoveryRequest)
+			want.Node.Metadata = nil
+		} else if metadataJSON != nil {
+			t.Errorf("request %d: metadata JSON %s for a request without a node", i, metadataJSON)
+		}
+		if !proto.Equal(got, want) {
+			t.Errorf("request %d: got %v; want %v", i, got, want)
 		}
 	}
-	if got, err := st.recv(); err == nil {
+	if got, _, err := st.recv(); err == nil {
 		t.Errorf("malformed request: got %v, want an error", got)
 	}
 }

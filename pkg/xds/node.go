@@ -134,7 +134,11 @@ func ResolveNode(node *corev3.Node) (info NodeInfo, reason string, err error) {
 	if n := proto.Size(node.GetMetadata()); n > nodemeta.MaxMetadataBytes {
 		return DefaultNodeInfo(), ReasonOversized, fmt.Errorf("%w: %d bytes, at most %d are read", nodemeta.ErrMetadataTooLarge, n, nodemeta.MaxMetadataBytes)
 	}
-	md, err := envoy.ParseNodeMetadata(node.GetMetadata())
+	return resolved(envoy.ParseNodeMetadata(node.GetMetadata()))
+}
+
+// resolved is the NodeInfo of parsed metadata, or the default and why.
+func resolved(md nodemeta.Metadata, err error) (info NodeInfo, reason string, _ error) {
 	if err != nil {
 		switch {
 		case errors.Is(err, nodemeta.ErrMetadataMissing):

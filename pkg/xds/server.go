@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/status"
 
+	"github.com/sidecar-injector/sidecar-injector/envoy/nodemeta"
 	"github.com/sidecar-injector/sidecar-injector/internal/stack"
 )
 
@@ -149,14 +150,23 @@ func (s *Server) onWorker(f func()) {
 
 // identify reads the node of a stream's first request and makes sure its
 // group's snapshot exists.
-func (s *Server) identify(st *stream, node *corev3.Node) error {
+func (s *Server) identify(st *stream, node *corev3.Node, metadataJSON []byte) error {
 	if node == nil {
 		node = &corev3.Node{}
 	}
 	var info NodeInfo
-	var reason string
+	var reason, claimed string
 	var err error
-	s.onWorker(func() { info, reason, err = ResolveNode(node) })
+	s.onWorker(func() {
+		if metadataJSON != nil { // the node's Metadata, read by decodeWithMetadata
+			md, perr := nodemeta.Parse(metadataJSON)
+			info, reason, err = resolved(md, perr)
+			claimed = md.PodIP
+			return
+		}
+		info, reason, err = ResolveNode(node)
+		claimed = node.GetMetadata().GetFields()["podIP"].GetStringValue()
+	})
 	if err != nil {
 		s.metrics.InvalidMetadata.WithLabelValues(reason).Inc()
 		s.warnings.Do(func() {
@@ -164,7 +174,6 @@ func (s *Server) identify(st *stream, node *corev3.Node) error {
 				"node", clipN(node.GetId(), maxIDLen), "reason", reason, "error", clipN(err.Error(), 512))
 		})
 	} else if s.checkPodIP && st.peer.IsValid() {
-		claimed := node.GetMetadata().GetFields()["podIP"].GetStringValue()
 		if ip, perr := netip.ParseAddr(claimed); perr != nil || ip.Unmap() != st.peer {
 			s.metrics.InvalidMetadata.WithLabelValues(ReasonForeignPodIP).Inc()
 			s.warnings.Do(func() {
