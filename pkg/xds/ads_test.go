@@ -21,8 +21,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
-
-	"github.com/sidecar-injector/sidecar-injector/envoy/nodemeta"
 )
 
 // frames is a stream whose RecvMsg decodes the given frames with the
@@ -151,16 +149,8 @@ func TestOneResponseInFlightPerType(t *testing.T) {
 
 	// No type URL: the stream ends with a clear error.
 	c.send("", "", "", "")
-	select {
-	case _, ok := <-c.recv:
-		if ok {
-			t.Fatal("a response to a request without a type URL")
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("stream not ended after a request without a type URL")
-	}
-	if status.Code(c.err()) != codes.InvalidArgument || !strings.Contains(c.err().Error(), "without a type URL") {
-		t.Errorf("stream ended with %v, want InvalidArgument about the type URL", c.err())
+	if err := c.expectEnd(5 * time.Second); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "without a type URL") {
+		t.Errorf("stream ended with %v, want InvalidArgument about the type URL", err)
 	}
 	waitFor(t, "the stream's group dropped", func() bool { return ts.counter(t, m.ConnectedProxies) == 0 && ts.counter(t, m.Snapshots) == 0 })
 }
@@ -170,33 +160,7 @@ func TestOneResponseInFlightPerType(t *testing.T) {
 // push to the others.
 func TestPushPastStalledStreams(t *testing.T) {
 	ts := startServerWith(t, "apiVersion: sidecar.io/v1alpha1\nkind: MeshConfig\n", func(c *Config) { c.SendTimeout = time.Minute })
-	conn, err := grpc.NewClient(ts.app.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	ports := make([]uint32, nodemeta.MaxAppPorts)
-	for i := range ports {
-		ports[i] = uint32(20000 + i)
-	}
-	for i := range 4 {
-		st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[0] = uint32(1000 + i)
-		if err := st.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resource.ClusterType, Node: testNode(t, "stalled.default", ports...)}); err != nil {
-			t.Fatal(err)
-		}
-		// Never read; the ACK asks for the next version, which is more
-		// than the window holds.
-		if err := st.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resource.ListenerType}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	stallStreams(t, ts, 4)
 	waitFor(t, "the stalled streams' groups", func() bool { return ts.counter(t, ts.app.metrics.Snapshots) == 4 })
 	c := ts.connect(t, testNode(t, "reader.default", 8080))
 	cds, lds := c.handshake("")
@@ -246,15 +210,8 @@ func TestStopEndsStreams(t *testing.T) {
 	}
 	start := time.Now()
 	cancel()
-	for i, c := range clients {
-		select {
-		case _, ok := <-c.recv:
-			if ok {
-				t.Errorf("stream %d: a response while stopping", i)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("stream %d still open 10s after the stop", i)
-		}
+	for _, c := range clients {
+		c.expectEnd(10 * time.Second)
 	}
 	select {
 	case err := <-done:

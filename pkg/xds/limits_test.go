@@ -1,7 +1,6 @@
 package xds
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -66,16 +65,8 @@ func TestPodIPMustBePeer(t *testing.T) {
 	for _, ip := range []string{"10.0.0.7", ""} {
 		c := ts.connect(t, node(ip))
 		c.send(resource.ClusterType, "", "", "")
-		select {
-		case _, ok := <-c.recv:
-			if ok {
-				t.Fatalf("podIP %q from 127.0.0.1: got a response, want the stream refused", ip)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatalf("podIP %q: neither refused nor answered", ip)
-		}
-		if status.Code(c.err()) != codes.PermissionDenied || !strings.Contains(c.err().Error(), "check-pod-ip") {
-			t.Errorf("podIP %q: %v, want PermissionDenied naming --check-pod-ip", ip, c.err())
+		if err := c.expectEnd(5 * time.Second); status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "check-pod-ip") {
+			t.Errorf("podIP %q: %v, want PermissionDenied naming --check-pod-ip", ip, err)
 		}
 	}
 	c := ts.connect(t, node("127.0.0.1"))
@@ -89,33 +80,7 @@ func TestPodIPMustBePeer(t *testing.T) {
 // send timeout; a normal client meanwhile gets its config.
 func TestClientThatNeverReads(t *testing.T) {
 	ts := startServerWith(t, "", func(c *Config) { c.SendTimeout = time.Second })
-	conn, err := grpc.NewClient(ts.app.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ports := make([]uint32, nodemeta.MaxAppPorts)
-	for i := range ports {
-		ports[i] = uint32(20000 + i)
-	}
-	var streams []discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
-	for i := range 4 {
-		st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[0] = uint32(1000 + i) // a distinct group per stream
-		n := testNode(t, "greedy.default", ports...)
-		for _, typ := range []string{resource.ClusterType, resource.ListenerType} {
-			if err := st.Send(&discoveryv3.DiscoveryRequest{TypeUrl: typ, Node: n}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		streams = append(streams, st) // never read
-	}
+	stallStreams(t, ts, 4)
 	ts.connect(t, testNode(t, "normal.default", 8080)).handshake("")
 	deadline := time.Now().Add(20 * time.Second)
 	for ts.counter(t, ts.app.metrics.SendTimeouts) == 0 {
@@ -126,5 +91,36 @@ func TestClientThatNeverReads(t *testing.T) {
 	}
 	waitFor(t, "the cut client's snapshots dropped", func() bool { return ts.counter(t, ts.app.metrics.Snapshots) <= 1 })
 	ts.connect(t, testNode(t, "normal2.default", 8081)).handshake("")
-	_ = streams
+}
+
+// stallStreams opens n streams that never read, on a connection of their
+// own with 64 KiB flow-control windows: each asks for the clusters and
+// listeners of a group of its own with the most app ports, more than the
+// windows hold, so the server's sends to them block. They last as long as
+// the test.
+func stallStreams(t *testing.T, ts *testServer, n int) {
+	t.Helper()
+	conn, err := grpc.NewClient(ts.app.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ports := make([]uint32, nodemeta.MaxAppPorts)
+	for i := range ports {
+		ports[i] = uint32(20000 + i)
+	}
+	for i := range n {
+		st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[0] = uint32(1000 + i) // a distinct group per stream
+		if err := st.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resource.ClusterType, Node: testNode(t, "stalled.default", ports...)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resource.ListenerType}); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

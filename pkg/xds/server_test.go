@@ -253,6 +253,21 @@ func (c *adsClient) expectNothing(d time.Duration) {
 	}
 }
 
+// expectEnd waits up to d for the stream to end without another
+// response, and returns the error it ended with.
+func (c *adsClient) expectEnd(d time.Duration) error {
+	c.t.Helper()
+	select {
+	case resp, ok := <-c.recv:
+		if ok {
+			c.t.Fatalf("a %s response, want the stream ended", TypeName(resp.GetTypeUrl()))
+		}
+	case <-time.After(d):
+		c.t.Fatalf("stream still open after %v", d)
+	}
+	return c.err()
+}
+
 // handshake is Envoy's start: CDS, ACK + LDS, ACK. It returns both responses.
 func (c *adsClient) handshake(version string) (cds, lds *discoveryv3.DiscoveryResponse) {
 	c.t.Helper()
@@ -481,15 +496,8 @@ func TestADSRefusals(t *testing.T) {
 	if err := c.stream.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resource.ClusterType, VersionInfo: cds.GetVersionInfo(), ResponseNonce: cds.GetNonce(), Node: other}); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case _, ok := <-c.recv:
-		if ok {
-			t.Error("stream kept serving after the node changed")
-		} else if err := c.err(); err == nil || !strings.Contains(err.Error(), "node changed on the stream") {
-			t.Errorf("stream ended with %v, want the node-changed error", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Error("stream not closed after the node changed")
+	if err := c.expectEnd(5 * time.Second); err == nil || !strings.Contains(err.Error(), "node changed on the stream") {
+		t.Errorf("stream ended with %v, want the node-changed error", err)
 	}
 	// Resending the same node (Envoy without set_node_on_first_message_only) is fine.
 	c2 := ts.connect(t, testNode(t, "c.default", 8080))
