@@ -48,7 +48,6 @@ func typeURLOf(r types.Resource) string {
 // every stream of the group. The resources are the shared encodings
 // (encoded), held here so that the interner keeps them.
 type response struct {
-	typeURL   string
 	version   string
 	head      []byte // the version_info and type_url fields
 	resources []*encoded
@@ -63,7 +62,7 @@ func newResponse(snap *cache.Snapshot, typeURL string) (*response, error) {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	r := &response{typeURL: typeURL, version: snap.GetVersion(typeURL)}
+	r := &response{version: snap.GetVersion(typeURL)}
 	for _, name := range names {
 		e, ok := items[name].(*encoded)
 		if !ok { // a snapshot built without the interner
