@@ -156,41 +156,34 @@ func (st *stream) handle(req *discoveryv3.DiscoveryRequest, metadataJSON []byte)
 	}
 	t := servedType(typeURL)
 	nack := req.GetErrorDetail() != nil
-	s.metrics.request(typeURL, nack, req.GetResponseNonce() == "")
+	s.metrics.request(t, typeURL, nack, req.GetResponseNonce() == "")
 
-	st.mu.Lock()
-	var ts *typeState
-	rejected := ""
+	rejected, stale := "", false
 	if t >= 0 {
-		ts = &st.types[t]
-		if nack && ts.nonce != "" && req.GetResponseNonce() == ts.nonce {
+		st.mu.Lock()
+		switch ts := &st.types[t]; {
+		case ts.nonce != "" && req.GetResponseNonce() != ts.nonce:
+			// Stale: about an earlier response than the last one, whose
+			// own ACK or NACK is on its way.
+			stale = true
+		case nack && ts.nonce != "":
+			// The client keeps the version it had; claiming the rejected
+			// one means the next response is the next change, not it again.
 			rejected = ts.sent
+			ts.asked, ts.has = true, rejected
+		default:
+			ts.asked, ts.has = true, req.GetVersionInfo()
 		}
+		st.mu.Unlock()
 	}
-	st.mu.Unlock()
 	if nack {
 		s.rejected(st, typeURL, rejected, req)
 	}
-	if t < 0 {
-		// Not served (our bootstrap asks for clusters and listeners
-		// only): left open, never answered.
+	if t < 0 || stale {
+		// A type not served (our bootstrap asks for clusters and listeners
+		// only) is left open, never answered.
 		return nil
 	}
-
-	st.mu.Lock()
-	if ts.nonce != "" && req.GetResponseNonce() != ts.nonce {
-		// Stale: about an earlier response than the last one, whose own
-		// ACK or NACK is on its way.
-		st.mu.Unlock()
-		return nil
-	}
-	ts.asked, ts.has = true, req.GetVersionInfo()
-	if nack && ts.nonce != "" {
-		// The client keeps the version it had; claiming the rejected one
-		// means the next response is the next change, not it again.
-		ts.has = rejected
-	}
-	st.mu.Unlock()
 	return st.flush()
 }
 
@@ -245,27 +238,32 @@ func (st *stream) flush() error {
 func (st *stream) next(t int) *outgoing {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	r := st.owedOf(t)
+	if r == nil {
+		return nil
+	}
 	ts := &st.types[t]
-	if st.closed || !ts.asked || st.g == nil {
-		return nil
-	}
-	r := st.g.current()[t]
-	if r == nil || r.version == ts.has {
-		return nil
-	}
 	st.nonces++
 	ts.asked, ts.nonce, ts.sent = false, strconv.FormatUint(st.nonces, 10), r.version
 	return &outgoing{r: r, nonce: ts.nonce}
 }
 
+// owedOf is the group's response of type t when the client is owed it:
+// it asked, and has another version. st.mu is held.
+func (st *stream) owedOf(t int) *response {
+	if st.closed || st.g == nil || !st.types[t].asked {
+		return nil
+	}
+	if r := st.g.current()[t]; r != nil && r.version != st.types[t].has {
+		return r
+	}
+	return nil
+}
+
 // owed reports whether a flush would send something. st.mu is held.
 func (st *stream) owed() bool {
-	if st.closed || st.g == nil {
-		return false
-	}
-	cur := st.g.current()
 	for t := range servedTypes {
-		if ts := &st.types[t]; ts.asked && cur[t] != nil && cur[t].version != ts.has {
+		if st.owedOf(t) != nil {
 			return true
 		}
 	}
@@ -340,8 +338,9 @@ func (s *Server) rejected(st *stream, typeURL, version string, req *discoveryv3.
 		"error", clipN(req.GetErrorDetail().GetMessage(), 512))
 }
 
-// request counts a request of typeURL.
-func (m *Metrics) request(typeURL string, nack, initial bool) {
+// request counts a request of typeURL, whose servedTypes index is t (-1:
+// not served).
+func (m *Metrics) request(t int, typeURL string, nack, initial bool) {
 	result := ResultACK
 	switch {
 	case nack:
@@ -350,7 +349,7 @@ func (m *Metrics) request(typeURL string, nack, initial bool) {
 		result = ResultInitial
 	}
 	var c prometheus.Counter
-	if t := servedType(typeURL); t >= 0 {
+	if t >= 0 {
 		c = m.requests[t][result]
 	} else {
 		c = m.Requests.WithLabelValues(TypeName(typeURL), result)
