@@ -351,15 +351,21 @@ func runUninject(c *manifestConfig, io stdio) error {
 		})
 }
 
+// readDocuments reads every input (--filename, stdin for "-") and splits
+// it into documents.
+func (c *manifestConfig) readDocuments(stdin io.Reader) ([]inject.Document, error) {
+	inputs, err := readInputs(c.Files, c.Recursive, stdin)
+	if err != nil {
+		return nil, err
+	}
+	return readAllDocuments(inputs)
+}
+
 // rewriteManifests reads every input, then (after prepare, when given)
 // patches each pod and pod template with patch, writes the documents only
 // once all are done, and the report unless --quiet.
 func rewriteManifests(c *manifestConfig, io stdio, prepare func() error, patch func(*report, inject.Workload, *corev1.Pod) (inject.Patch, error)) error {
-	inputs, err := readInputs(c.Files, c.Recursive, io.in)
-	if err != nil {
-		return err
-	}
-	docs, err := readAllDocuments(inputs)
+	docs, err := c.readDocuments(io.in)
 	if err != nil {
 		return err
 	}
@@ -394,11 +400,7 @@ type explanation struct {
 }
 
 func runExplainManifests(ctx context.Context, c *manifestConfig, io stdio) error {
-	inputs, err := readInputs(c.Files, c.Recursive, io.in)
-	if err != nil {
-		return err
-	}
-	docs, err := readAllDocuments(inputs)
+	docs, err := c.readDocuments(io.in)
 	if err != nil {
 		return err
 	}
