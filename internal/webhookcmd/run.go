@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
 	"github.com/sidecar-injector/sidecar-injector/internal/kubeconfig"
@@ -65,11 +66,20 @@ func Run(ctx context.Context, name string, args []string, stdout, stderr io.Writ
 	}
 	klog.SetSlogLogger(log) // client-go logs through klog
 
+	// The cluster, if any: read once, for the version and the view.
+	cluster, err := kubeconfig.Load(cfg.Kubeconfig)
+	switch {
+	case errors.Is(err, kubeconfig.ErrNoClusterConfig):
+		cluster = nil
+	case err != nil:
+		return err
+	}
+
 	// Native sidecars: from the cluster version when a cluster config is
 	// available. If the version cannot be read, the classic layout (which
 	// works on every version) is the safe choice.
 	detectCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	native, err := webhook.NativeSidecarSupport(detectCtx, cfg.Kubeconfig, 3)
+	native, err := webhook.NativeSidecarSupport(detectCtx, cluster, 3)
 	cancel()
 	switch {
 	case err != nil:
@@ -83,7 +93,7 @@ func Run(ctx context.Context, name string, args []string, stdout, stderr io.Writ
 	}
 
 	reg := prometheus.NewRegistry()
-	view, err := newNamespaceView(cfg.Kubeconfig, log)
+	view, err := newNamespaceView(cluster, log)
 	if err != nil {
 		return err
 	}
@@ -127,17 +137,14 @@ func runBoth(ctx context.Context, a, b func(context.Context) error) error {
 }
 
 // newNamespaceView builds the webhook's read-only view of namespaces and
-// envoy-config ConfigMaps when a cluster is reachable; nil without a
-// cluster config (the webhook run on a laptop): injection works alone.
-func newNamespaceView(path string, log *slog.Logger) (*nsview.View, error) {
-	rc, err := kubeconfig.Load(path)
-	if errors.Is(err, kubeconfig.ErrNoClusterConfig) {
+// envoy-config ConfigMaps of the cluster; nil without a cluster config
+// (the webhook run on a laptop): injection works alone.
+func newNamespaceView(cluster *rest.Config, log *slog.Logger) (*nsview.View, error) {
+	if cluster == nil {
 		log.Info("no cluster config (no --kubeconfig, not in a pod): no envoy-config or Pod Security warnings at admission")
 		return nil, nil
 	}
-	if err != nil {
-		return nil, err
-	}
+	rc := rest.CopyConfig(cluster)
 	rc.UserAgent = "sidecar-injector-webhook"
 	md, err := metadata.NewForConfig(rc)
 	if err != nil {

@@ -3,7 +3,6 @@ package webhook
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,8 +13,6 @@ import (
 	utilversion "k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/rest"
-
-	"github.com/sidecar-injector/sidecar-injector/internal/kubeconfig"
 )
 
 // nativeSidecarMinimum is the first Kubernetes version with native sidecars
@@ -23,19 +20,14 @@ import (
 var nativeSidecarMinimum = utilversion.MajorMinor(1, 29)
 
 // NativeSidecarSupport reads the cluster version to decide whether native
-// sidecars are supported (Kubernetes 1.29+). The cluster is the one of
-// kubeconfig, else the in-cluster config; with neither it returns nil, nil
-// (unknown: the engine's default applies). It makes one GET /version, with
-// up to attempts tries.
-func NativeSidecarSupport(ctx context.Context, kubeconfigPath string, attempts int) (*bool, error) {
-	cfg, err := kubeconfig.Load(kubeconfigPath)
-	if errors.Is(err, kubeconfig.ErrNoClusterConfig) {
+// sidecars are supported (Kubernetes 1.29+). Without a cluster (nil) it
+// returns nil, nil (unknown: the engine's default applies). It makes one
+// GET /version, with up to attempts tries.
+func NativeSidecarSupport(ctx context.Context, cluster *rest.Config, attempts int) (*bool, error) {
+	if cluster == nil {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	cfg = rest.CopyConfig(cfg)
+	cfg := rest.CopyConfig(cluster)
 	cfg.Timeout = 10 * time.Second
 	hc, err := rest.HTTPClientFor(cfg)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/pem"
+	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/version"
+
+	"github.com/sidecar-injector/sidecar-injector/internal/kubeconfig"
 )
 
 func TestSanitize(t *testing.T) {
@@ -169,8 +172,8 @@ func TestSupportsNativeSidecar(t *testing.T) {
 	}
 }
 
-// NativeSidecarSupport reads /version through a kubeconfig from a loopback
-// fake apiserver (TLS, bearer token).
+// NativeSidecarSupport reads /version through a kubeconfig's cluster from a
+// loopback fake apiserver (TLS, bearer token).
 func TestNativeSidecarSupport(t *testing.T) { // not parallel: t.Setenv
 	var gitVersion atomic.Value
 	gitVersion.Store("v1.30.2")
@@ -185,8 +188,8 @@ func TestNativeSidecarSupport(t *testing.T) { // not parallel: t.Setenv
 	}))
 	defer fake.Close()
 	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: fake.Certificate().Raw})
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	writeFile(t, kubeconfig, []byte(fmt.Sprintf(`apiVersion: v1
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	writeFile(t, path, []byte(fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters:
 - name: test
@@ -200,22 +203,29 @@ contexts:
 current-context: test
 `, fake.URL, base64Std(caPEM))))
 
+	cluster, err := kubeconfig.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
-	got, err := NativeSidecarSupport(ctx, kubeconfig, 1)
+	got, err := NativeSidecarSupport(ctx, cluster, 1)
 	if err != nil || got == nil || !*got {
 		t.Errorf("1.30: %v, %v; want true", deref(got), err)
 	}
 	gitVersion.Store("v1.28.4")
-	got, err = NativeSidecarSupport(ctx, kubeconfig, 1)
+	got, err = NativeSidecarSupport(ctx, cluster, 1)
 	if err != nil || got == nil || *got {
 		t.Errorf("1.28: %v, %v; want false", deref(got), err)
 	}
-	if _, err := NativeSidecarSupport(ctx, filepath.Join(t.TempDir(), "missing"), 1); err == nil || !strings.Contains(err.Error(), "--kubeconfig") {
+	if _, err := kubeconfig.Load(filepath.Join(t.TempDir(), "missing")); err == nil || !strings.Contains(err.Error(), "--kubeconfig") {
 		t.Errorf("missing kubeconfig: %v; want an error naming --kubeconfig", err)
 	}
 	// Outside a pod and without --kubeconfig: unknown, no error.
 	t.Setenv("KUBERNETES_SERVICE_HOST", "")
-	if got, err := NativeSidecarSupport(ctx, "", 1); got != nil || err != nil {
+	if _, err := kubeconfig.Load(""); !errors.Is(err, kubeconfig.ErrNoClusterConfig) {
+		t.Errorf("no cluster config: %v; want ErrNoClusterConfig", err)
+	}
+	if got, err := NativeSidecarSupport(ctx, nil, 1); got != nil || err != nil {
 		t.Errorf("no cluster config: %v, %v; want nil, nil", deref(got), err)
 	}
 }
