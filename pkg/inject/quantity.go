@@ -2,13 +2,15 @@ package inject
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
-	"strconv"
+	"strings"
+	"sync"
 
+	"github.com/go-json-experiment/json/jsontext"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
-	kjson "sigs.k8s.io/json"
 )
 
 // Quantities are read with resource.ParseQuantity, whose slow path does
@@ -38,8 +40,8 @@ var quantityGrammar = fmt.Sprintf("a number of at most %d digits with an optiona
 //	suffix   ::= n u m k M G T P E | Ki Mi Gi Ti Pi Ei | (e|E) [+-] digits
 //
 // It never allocates and runs in time linear in min(len(s), maxQuantityLen).
-func checkQuantity(s string) error {
-	if s == "" {
+func checkQuantity[T string | []byte](s T) error {
+	if len(s) == 0 {
 		return fmt.Errorf("empty")
 	}
 	if len(s) > maxQuantityLen {
@@ -68,7 +70,7 @@ func checkQuantity(s string) error {
 		return fmt.Errorf("%d digits; at most %d", digits, maxQuantityDigits)
 	}
 	suffix := s[i:]
-	switch suffix {
+	switch string(suffix) {
 	case "", "n", "u", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei":
 		return nil
 	}
@@ -76,10 +78,10 @@ func checkQuantity(s string) error {
 		return fmt.Errorf("unknown suffix %q", suffix)
 	}
 	exp := suffix[1:]
-	if exp != "" && (exp[0] == '+' || exp[0] == '-') {
+	if len(exp) != 0 && (exp[0] == '+' || exp[0] == '-') {
 		exp = exp[1:]
 	}
-	if exp == "" || len(exp) > 2 {
+	if len(exp) == 0 || len(exp) > 2 {
 		return fmt.Errorf("exponent %q: want -%d to %d", suffix[1:], maxQuantityExponent, maxQuantityExponent)
 	}
 	for j := 0; j < len(exp); j++ {
@@ -87,10 +89,30 @@ func checkQuantity(s string) error {
 			return fmt.Errorf("exponent %q: want -%d to %d", suffix[1:], maxQuantityExponent, maxQuantityExponent)
 		}
 	}
-	if n, _ := strconv.Atoi(exp); n > maxQuantityExponent {
+	n := 0
+	for j := 0; j < len(exp); j++ {
+		n = n*10 + int(exp[j]-'0')
+	}
+	if n > maxQuantityExponent {
 		return fmt.Errorf("exponent %q: want -%d to %d", suffix[1:], maxQuantityExponent, maxQuantityExponent)
 	}
 	return nil
+}
+
+// checkQuantityJSON checks a quantity as its JSON value, raw, comes to
+// resource.Quantity's UnmarshalJSON: null is no quantity; otherwise the text
+// inside the quotes, if any, trimmed, must pass checkQuantity. It returns
+// the text it checked.
+func checkQuantityJSON(raw []byte) ([]byte, error) {
+	v := bytes.TrimSpace(raw)
+	if string(v) == "null" {
+		return nil, nil
+	}
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+	}
+	v = bytes.TrimSpace(v)
+	return v, checkQuantity(v)
 }
 
 func isDigit(b byte) bool { return b >= '0' && b <= '9' }
@@ -119,29 +141,144 @@ func parseBoundedQuantity(value, want string, limit *resource.Quantity, limitFie
 // resource.Quantity parses it). path leads from the document's root to the
 // pod ("request", "object" in an AdmissionReview; none for a bare pod). A
 // quick scan of the bytes finds whether any string or number in the
-// document could be an expensive quantity; only then is the document
-// decoded again, with the quantities left as text, to see where they are.
+// document could be an expensive quantity; only then are the document's
+// tokens walked, every one of them: a key given twice is checked both
+// times, as a decoder that reads both (the last one wins) parses both. A
+// candidate found in a quantity's place is checked against the grammar.
 // It returns nil when the document is not JSON (the real decode reports
 // that). The error's field is the quantity's path from the pod.
 func CheckQuantities(data []byte, path ...string) *Error {
 	if !hasQuantityCandidate(data) {
 		return nil
 	}
-	raw := json.RawMessage(data)
-	for _, key := range path {
-		var m map[string]json.RawMessage
-		if kjson.UnmarshalCaseSensitivePreserveInts(raw, &m) != nil {
+	dec := jsontext.NewDecoder(bytes.NewReader(data), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	for {
+		kind, n := dec.StackIndex(dec.StackDepth())
+		if kind == '{' && n%2 == 0 { // an object's next token is a name
+			if _, err := dec.ReadToken(); err != nil {
+				return nil
+			}
+			continue
+		}
+		switch dec.PeekKind() {
+		case '"', '0':
+		case 0:
+			return nil // the end, or not JSON
+		default:
+			if _, err := dec.ReadToken(); err != nil {
+				return nil
+			}
+			continue
+		}
+		raw, err := dec.ReadValue()
+		if err != nil {
 			return nil
 		}
-		if raw = m[key]; raw == nil {
-			return nil
+		// Only an expensive candidate needs its place found: any other
+		// quantity fails fast in the decoder, which says why.
+		if !quantityCandidate(bytes.Trim(raw, `"`)) {
+			continue
+		}
+		field, ok := quantityField(dec.StackPointer(), path)
+		if !ok {
+			continue
+		}
+		if v, e := checkQuantityJSON(raw); e != nil {
+			return denyf(ReasonInvalidPod, field, "%q: %v; want %s", truncate(string(v)), e, quantityGrammar)
 		}
 	}
-	var pod shadowPod
-	if kjson.UnmarshalCaseSensitivePreserveInts(raw, &pod) != nil {
-		return nil // not a pod: the real decode says why, and never reaches a quantity
+}
+
+// quantityPlaces are the places of a pod where resource.Quantity values
+// live, as JSON Pointer segments: "#" is an array index, "*" any key. They
+// are found by walking corev1.Pod's Go type, once, when a document first
+// holds a candidate, so a field a newer k8s.io/api adds (the divisor of a
+// downward-API resource reference, a status's allocated resources) is
+// never missed.
+var quantityPlaces = sync.OnceValue(func() [][]string {
+	quantity := reflect.TypeFor[resource.Quantity]()
+	var places [][]string
+	var walk func(reflect.Type, []string)
+	walk = func(typ reflect.Type, at []string) {
+		if len(at) > 16 { // corev1.Pod's types do not recurse; bound it anyway
+			return
+		}
+		switch typ.Kind() {
+		case reflect.Pointer:
+			walk(typ.Elem(), at)
+		case reflect.Slice:
+			walk(typ.Elem(), append(slices.Clip(at), "#"))
+		case reflect.Map:
+			walk(typ.Elem(), append(slices.Clip(at), "*"))
+		case reflect.Struct:
+			if typ == quantity {
+				places = append(places, at)
+				return
+			}
+			for i := range typ.NumField() {
+				f := typ.Field(i)
+				name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+				switch {
+				case !f.IsExported() || name == "-":
+				case f.Anonymous && name == "":
+					walk(f.Type, at) // inline, like metav1.TypeMeta
+				default:
+					walk(f.Type, append(slices.Clip(at), name))
+				}
+			}
+		}
 	}
-	return pod.check()
+	walk(reflect.TypeFor[corev1.Pod](), nil)
+	return places
+})
+
+// quantityField says whether the value at ptr (a JSON Pointer from the
+// document's root) is a quantity of the pod at path, and names its field
+// from the pod ("spec.containers[0].resources.limits.cpu").
+func quantityField(ptr jsontext.Pointer, path []string) (string, bool) {
+	var segs []string
+	for tok := range ptr.Tokens() {
+		segs = append(segs, tok)
+	}
+	if len(segs) < len(path) || !slices.Equal(segs[:len(path)], path) {
+		return "", false
+	}
+	segs = segs[len(path):]
+	for _, place := range quantityPlaces() {
+		if len(place) != len(segs) || !matchPlace(place, segs) {
+			continue
+		}
+		var field strings.Builder
+		for i, seg := range segs {
+			switch {
+			case place[i] == "#":
+				field.WriteString("[" + seg + "]")
+			case i > 0:
+				field.WriteString("." + seg)
+			default:
+				field.WriteString(seg)
+			}
+		}
+		return field.String(), true
+	}
+	return "", false
+}
+
+func matchPlace(place, segs []string) bool {
+	for i, p := range place {
+		switch p {
+		case "*":
+		case "#":
+			if segs[i] == "" || strings.TrimLeft(segs[i], "0123456789") != "" {
+				return false
+			}
+		default:
+			if segs[i] != p {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // hasQuantityCandidate reports whether data holds a JSON string or number
@@ -232,117 +369,4 @@ func quantityCandidate(tok []byte) bool {
 		return true
 	}
 	return false
-}
-
-// The places of a pod where resource.Quantity values live, with the values
-// left undecoded.
-type (
-	shadowPod struct {
-		Spec   shadowSpec   `json:"spec"`
-		Status shadowStatus `json:"status"`
-	}
-	shadowSpec struct {
-		InitContainers      []shadowContainer          `json:"initContainers"`
-		Containers          []shadowContainer          `json:"containers"`
-		EphemeralContainers []shadowContainer          `json:"ephemeralContainers"`
-		Overhead            map[string]json.RawMessage `json:"overhead"`
-		Resources           *shadowResources           `json:"resources"`
-		Volumes             []shadowVolume             `json:"volumes"`
-	}
-	shadowContainer struct {
-		Resources *shadowResources `json:"resources"`
-	}
-	shadowResources struct {
-		Limits   map[string]json.RawMessage `json:"limits"`
-		Requests map[string]json.RawMessage `json:"requests"`
-	}
-	shadowVolume struct {
-		EmptyDir *struct {
-			SizeLimit json.RawMessage `json:"sizeLimit"`
-		} `json:"emptyDir"`
-		Ephemeral *struct {
-			VolumeClaimTemplate *struct {
-				Spec struct {
-					Resources *shadowResources `json:"resources"`
-				} `json:"spec"`
-			} `json:"volumeClaimTemplate"`
-		} `json:"ephemeral"`
-	}
-	shadowStatus struct {
-		InitContainerStatuses      []shadowContainerStatus `json:"initContainerStatuses"`
-		ContainerStatuses          []shadowContainerStatus `json:"containerStatuses"`
-		EphemeralContainerStatuses []shadowContainerStatus `json:"ephemeralContainerStatuses"`
-	}
-	shadowContainerStatus struct {
-		AllocatedResources map[string]json.RawMessage `json:"allocatedResources"`
-		Resources          *shadowResources           `json:"resources"`
-	}
-)
-
-func (p *shadowPod) check() *Error {
-	var err *Error
-	one := func(field string, raw json.RawMessage) {
-		if err != nil || raw == nil {
-			return
-		}
-		v := string(bytes.TrimSpace(raw))
-		if v == "null" {
-			return
-		}
-		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
-			v = v[1 : len(v)-1]
-		}
-		v = string(bytes.TrimSpace([]byte(v)))
-		if e := checkQuantity(v); e != nil {
-			err = denyf(ReasonInvalidPod, field, "%q: %v; want %s", truncate(v), e, quantityGrammar)
-		}
-	}
-	list := func(field string, m map[string]json.RawMessage) {
-		for _, k := range sortedRawKeys(m) {
-			one(field+"."+k, m[k])
-		}
-	}
-	res := func(field string, r *shadowResources) {
-		if r != nil {
-			list(field+".limits", r.Limits)
-			list(field+".requests", r.Requests)
-		}
-	}
-	for _, c := range []struct {
-		name string
-		list []shadowContainer
-	}{{"spec.initContainers", p.Spec.InitContainers}, {"spec.containers", p.Spec.Containers}, {"spec.ephemeralContainers", p.Spec.EphemeralContainers}} {
-		for i, ct := range c.list {
-			res(fmt.Sprintf("%s[%d].resources", c.name, i), ct.Resources)
-		}
-	}
-	list("spec.overhead", p.Spec.Overhead)
-	res("spec.resources", p.Spec.Resources)
-	for i, v := range p.Spec.Volumes {
-		if v.EmptyDir != nil {
-			one(fmt.Sprintf("spec.volumes[%d].emptyDir.sizeLimit", i), v.EmptyDir.SizeLimit)
-		}
-		if v.Ephemeral != nil && v.Ephemeral.VolumeClaimTemplate != nil {
-			res(fmt.Sprintf("spec.volumes[%d].ephemeral.volumeClaimTemplate.spec.resources", i), v.Ephemeral.VolumeClaimTemplate.Spec.Resources)
-		}
-	}
-	for _, c := range []struct {
-		name string
-		list []shadowContainerStatus
-	}{{"status.initContainerStatuses", p.Status.InitContainerStatuses}, {"status.containerStatuses", p.Status.ContainerStatuses}, {"status.ephemeralContainerStatuses", p.Status.EphemeralContainerStatuses}} {
-		for i, st := range c.list {
-			list(fmt.Sprintf("%s[%d].allocatedResources", c.name, i), st.AllocatedResources)
-			res(fmt.Sprintf("%s[%d].resources", c.name, i), st.Resources)
-		}
-	}
-	return err
-}
-
-func sortedRawKeys(m map[string]json.RawMessage) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

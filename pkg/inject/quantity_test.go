@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -97,6 +98,12 @@ func TestPodQuantities(t *testing.T) {
 		{"overhead", `{"metadata":{"name":"p"},"spec":{"overhead":{"cpu":"` + strings.Repeat("1", 1000) + `"},"containers":[{"name":"a"}]}}`, "spec.overhead.cpu"},
 		{"emptyDir", `{"metadata":{"name":"p"},"spec":{"volumes":[{"name":"v","emptyDir":{"sizeLimit":"1e99999"}}],"containers":[{"name":"a"}]}}`, "spec.volumes[0].emptyDir.sizeLimit"},
 		{"status", `{"metadata":{"name":"p"},"spec":{"containers":[{"name":"a"}]},"status":{"containerStatuses":[{"allocatedResources":{"cpu":"1E-100000000"}}]}}`, "status.containerStatuses[0].allocatedResources.cpu"},
+		// A decoder reads every copy of a key given twice: each is checked.
+		{"key given twice", `{"metadata":{"name":"p"},"spec":{"containers":[{"name":"a","resources":{"limits":{"cpu":"1E-100000000","cpu":"1"}}}]}}`, "spec.containers[0].resources.limits.cpu"},
+		{"spec given twice", `{"spec":{"containers":[{"name":"a","resources":{"limits":{"memory":"1e-99999999"}}}]},"metadata":{"name":"p"},"spec":{"containers":[{"name":"a"}]}}`, "spec.containers[0].resources.limits.memory"},
+		{"escaped key", `{"metadata":{"name":"p"},"sp\u0065c":{"containers":[{"name":"a","resources":{"limits":{"cpu":"1E-100000000"}}}]}}`, "spec.containers[0].resources.limits.cpu"},
+		{"divisor", `{"metadata":{"name":"p"},"spec":{"containers":[{"name":"a","env":[{"name":"X","valueFrom":{"resourceFieldRef":{"resource":"limits.cpu","divisor":"1E-100000000"}}}]}]}}`, "spec.containers[0].env[0].valueFrom.resourceFieldRef.divisor"},
+		{"ephemeral volume", `{"metadata":{"name":"p"},"spec":{"volumes":[{"name":"v"},{"name":"w","ephemeral":{"volumeClaimTemplate":{"spec":{"resources":{"requests":{"storage":"1e+100000"}}}}}}]}}`, "spec.volumes[1].ephemeral.volumeClaimTemplate.spec.resources.requests.storage"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var err error
@@ -114,6 +121,34 @@ func TestPodQuantities(t *testing.T) {
 	ok := `{"metadata":{"name":"p","labels":{"v":"1e99999"}},"spec":{"containers":[{"name":"a","env":[{"name":"X","value":"1E-100000000"}],"resources":{"limits":{"cpu":"1e3","memory":"1Gi"}}}]}}`
 	if _, err := DecodePod([]byte(ok)); err != nil {
 		t.Fatalf("ordinary pod: %v", err)
+	}
+}
+
+// TestQuantityPlaces: the places found in corev1.Pod's type include the
+// ones CheckQuantities once listed by hand, and the ones that list missed.
+func TestQuantityPlaces(t *testing.T) {
+	var listed []string
+	for _, p := range quantityPlaces() {
+		listed = append(listed, strings.Join(p, "/"))
+	}
+	for _, want := range []string{
+		"spec/containers/#/resources/limits/*",
+		"spec/initContainers/#/resources/requests/*",
+		"spec/ephemeralContainers/#/resources/limits/*",
+		"spec/overhead/*",
+		"spec/resources/requests/*",
+		"spec/volumes/#/emptyDir/sizeLimit",
+		"spec/volumes/#/ephemeral/volumeClaimTemplate/spec/resources/requests/*",
+		"status/containerStatuses/#/allocatedResources/*",
+		"status/initContainerStatuses/#/resources/limits/*",
+		// Missed by the hand-written list:
+		"spec/containers/#/env/#/valueFrom/resourceFieldRef/divisor",
+		"spec/volumes/#/projected/sources/#/downwardAPI/items/#/resourceFieldRef/divisor",
+		"status/allocatedResources/*",
+	} {
+		if !slices.Contains(listed, want) {
+			t.Errorf("%s is not among the quantity places:\n%s", want, strings.Join(listed, "\n"))
+		}
 	}
 }
 

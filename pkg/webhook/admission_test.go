@@ -333,6 +333,17 @@ func TestAdmissionInputs(t *testing.T) {
 			container(p, 0)["resources"] = map[string]any{"limits": map[string]any{"memory": "1E+100000000"}}
 		}), wantHTTP: 200, wantCode: 400, wantMsg: []string{"request.object.spec.containers[0].resources.limits.memory", "1E+100000000"},
 			wantResult: ResultDenied, wantReason: ReasonBadObject},
+		{row: 32, name: "a downward-API divisor 1E-100000000", body: simple(func(p map[string]any, _ request) {
+			container(p, 0)["env"] = []any{map[string]any{"name": "CPU", "valueFrom": map[string]any{"resourceFieldRef": map[string]any{"resource": "limits.cpu", "divisor": "1E-100000000"}}}}
+		}), wantHTTP: 200, wantCode: 400, wantMsg: []string{"request.object.spec.containers[0].env[0].valueFrom.resourceFieldRef.divisor", "1E-100000000"},
+			wantResult: ResultDenied, wantReason: ReasonBadObject},
+		{row: 32, name: "an expensive limit hidden by a second key of the same name", body: func(t *testing.T, h *harness) []byte {
+			body := simple(func(p map[string]any, _ request) {
+				container(p, 0)["resources"] = map[string]any{"limits": map[string]any{"memory": "HIDDEN"}}
+			})(t, h)
+			return bytes.Replace(body, []byte(`"memory":"HIDDEN"`), []byte(`"memory":"1E-100000000","memory":"1Gi"`), 1)
+		}, wantHTTP: 200, wantCode: 400, wantMsg: []string{"request.object.spec.containers[0].resources.limits.memory", "1E-100000000"},
+			wantResult: ResultDenied, wantReason: ReasonBadObject},
 		{row: 32, name: "an UPDATE carrying an expensive quantity is allowed unread", body: simple(func(p map[string]any, r request) {
 			container(p, 0)["resources"] = map[string]any{"requests": map[string]any{"cpu": "1E-100000000"}}
 			r["operation"] = "UPDATE"
