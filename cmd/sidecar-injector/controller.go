@@ -24,10 +24,11 @@ func runController(ctx context.Context, args []string, io stdio) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid flags:\n%w", err)
 	}
-	log, err := proc.Start(io.err)
+	log, flushLog, err := proc.Start(io.err)
 	if err != nil {
 		return err
 	}
+	defer flushLog()
 	klog.SetSlogLogger(log) // client-go (leader election, informers) logs through klog
 	return controller.RunApp(ctx, cfg, log)
 }

@@ -29,10 +29,11 @@ func runXDS(ctx context.Context, args []string, io stdio) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	log, err := proc.Start(io.err)
+	log, flushLog, err := proc.Start(io.err)
 	if err != nil {
 		return err
 	}
+	defer flushLog()
 	reg := prometheus.NewRegistry()
 	app, err := xds.New(cfg, log, reg, reg)
 	if err != nil {

@@ -151,14 +151,18 @@ func (p *Process) AddFlags(fs *flag.FlagSet) {
 // Start checks the GC flags, builds the logger writing to w and sets the
 // runtime's GC percent and memory limit. A server calls it before it
 // checks what depends on the memory limit (the webhook's request caps).
-func (p Process) Start(w io.Writer) (*slog.Logger, error) {
+// The logger batches its lines (logWriter); the server calls flush when it
+// ends, before anything else writes to w.
+func (p Process) Start(w io.Writer) (log *slog.Logger, flush func(), err error) {
 	if err := p.GC.Validate(); err != nil {
-		return nil, fmt.Errorf("invalid flags:\n%w", err)
+		return nil, nil, fmt.Errorf("invalid flags:\n%w", err)
 	}
-	log, err := p.Log.Logger(w)
+	lw := newLogWriter(w)
+	log, err = p.Log.Logger(lw)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	log = slog.New(flushAtWarn{log.Handler(), lw})
 	p.GC.Apply(log)
-	return log, nil
+	return log, lw.Flush, nil
 }

@@ -71,7 +71,7 @@ func TestProcessStart(t *testing.T) {
 	os.Unsetenv("GOGC")
 
 	p := DefaultProcess(0)
-	if _, err := p.Start(io.Discard); err == nil || !strings.Contains(err.Error(), "invalid flags:\n--gc-percent=0") {
+	if _, _, err := p.Start(io.Discard); err == nil || !strings.Contains(err.Error(), "invalid flags:\n--gc-percent=0") {
 		t.Errorf("bad GC flag: %v", err)
 	}
 	if got := debug.SetGCPercent(prevPercent); got != prevPercent {
@@ -79,11 +79,11 @@ func TestProcessStart(t *testing.T) {
 	}
 	p = DefaultProcess(150)
 	p.Log.Format = "xml"
-	if _, err := p.Start(io.Discard); err == nil || !strings.Contains(err.Error(), `--log-format="xml"`) {
+	if _, _, err := p.Start(io.Discard); err == nil || !strings.Contains(err.Error(), `--log-format="xml"`) {
 		t.Errorf("bad log flag: %v", err)
 	}
 	p.Log.Format = "text"
-	if log, err := p.Start(io.Discard); err != nil || log == nil {
+	if log, _, err := p.Start(io.Discard); err != nil || log == nil {
 		t.Fatalf("Start: %v", err)
 	}
 	if got := debug.SetGCPercent(prevPercent); got != 150 {

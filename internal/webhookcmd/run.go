@@ -57,10 +57,11 @@ func Run(ctx context.Context, name string, args []string, stdout, stderr io.Writ
 	}
 	// The runtime's memory limit first: the request caps are checked
 	// against it.
-	log, err := proc.Start(stderr)
+	log, flushLog, err := proc.Start(stderr)
 	if err != nil {
 		return err
 	}
+	defer flushLog()
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid flags:\n%w", err)
 	}
