@@ -107,6 +107,9 @@ func TestTricklingBodiesHoldNoSlot(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, withConfig(func(c *Config) {
 		c.MaxInFlight = 8
+		// The tricklers' 300 connections and the real reviews', in the
+		// memory budget.
+		c.MaxConnections, c.MaxConcurrentStreams = 320, 4
 		c.ReadTimeout = 2 * time.Minute // the tricklers must outlive a slow setup
 		c.ReadHeaderTimeout = time.Minute
 	}))
