@@ -118,7 +118,7 @@ func render(o options, env string, rows []row, patchCheck string) string {
 		config = "flags `" + strings.Join(o.flags, " ") + "`"
 	}
 	p("The shared kit's `nullhook` and `sidecar-injector-webhook` (the chart's webhook binary, %s, outside a cluster) ran one after the other, ", config)
-	p("%d repetitions of each, driven by `admitload -h2` (HTTP/2 like kube-apiserver: one connection to the null webhook, more to the webhook, whose cap of streams per connection, 4 by default, makes the client open others) for %s after a %s warm-up ", o.reps, o.duration, o.warmup)
+	p("%d repetitions of each, driven by `admitload -h2` (HTTP/2 like kube-apiserver: one connection to the null webhook; to the webhook, one per 16 concurrent requests, its default cap of streams per connection) for %s after a %s warm-up ", o.reps, o.duration, o.warmup)
 	p("at each concurrency; every reply was validated by admitload. Figures are medians over the repetitions; ")
 	p("ratios are webhook ÷ null. Server CPU is user+system time of the server process over the measured window per request; ")
 	p("peak RSS is the process's VmHWM after the run.\n\n")
