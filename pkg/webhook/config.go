@@ -28,9 +28,9 @@ const (
 	// apiserver's client opens another connection when it needs more.
 	// 16 streams on 96 connections take the memory 4 on 320 did (52 against
 	// 55 MiB in Budget), but 16 concurrent reviews then share one
-	// connection: its frames go out in a third of the writes, which at 16
-	// concurrent reviews cut the p99 latency from 1.55 to 1.31 times the
-	// null webhook's and the CPU per review by 8% (docs/benchmarks.md).
+	// connection, whose frames go out in fewer writes: at 16 concurrent
+	// reviews the p99 latency went from 1.43-1.68 to 1.29 times the null
+	// webhook's (docs/benchmarks.md).
 	DefaultMaxConcurrentStreams = 16
 	// DefaultMemoryBudget is the memory the caps are checked against when
 	// neither --memory-budget nor a runtime memory limit (--memory-limit,
