@@ -212,7 +212,7 @@ func (s *Server) Handler() http.Handler {
 	r.Post("/explain", s.serveExplain)
 	r.Post(PathWorkload, func(w http.ResponseWriter, r *http.Request) { s.serveWorkload(w, r, false) })
 	r.Post(PathWorkloadAudit, func(w http.ResponseWriter, r *http.Request) { s.serveWorkload(w, r, true) })
-	return r
+	return growFirst(r)
 }
 
 // HealthHandler is the plain-HTTP port's router: /healthz, /readyz, /metrics
