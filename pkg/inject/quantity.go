@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -40,8 +41,8 @@ var quantityGrammar = fmt.Sprintf("a number of at most %d digits with an optiona
 //	suffix   ::= n u m k M G T P E | Ki Mi Gi Ti Pi Ei | (e|E) [+-] digits
 //
 // It never allocates and runs in time linear in min(len(s), maxQuantityLen).
-func checkQuantity[T string | []byte](s T) error {
-	if len(s) == 0 {
+func checkQuantity(s string) error {
+	if s == "" {
 		return fmt.Errorf("empty")
 	}
 	if len(s) > maxQuantityLen {
@@ -70,7 +71,7 @@ func checkQuantity[T string | []byte](s T) error {
 		return fmt.Errorf("%d digits; at most %d", digits, maxQuantityDigits)
 	}
 	suffix := s[i:]
-	switch string(suffix) {
+	switch suffix {
 	case "", "n", "u", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei":
 		return nil
 	}
@@ -78,10 +79,10 @@ func checkQuantity[T string | []byte](s T) error {
 		return fmt.Errorf("unknown suffix %q", suffix)
 	}
 	exp := suffix[1:]
-	if len(exp) != 0 && (exp[0] == '+' || exp[0] == '-') {
+	if exp != "" && (exp[0] == '+' || exp[0] == '-') {
 		exp = exp[1:]
 	}
-	if len(exp) == 0 || len(exp) > 2 {
+	if exp == "" || len(exp) > 2 {
 		return fmt.Errorf("exponent %q: want -%d to %d", suffix[1:], maxQuantityExponent, maxQuantityExponent)
 	}
 	for j := 0; j < len(exp); j++ {
@@ -89,11 +90,7 @@ func checkQuantity[T string | []byte](s T) error {
 			return fmt.Errorf("exponent %q: want -%d to %d", suffix[1:], maxQuantityExponent, maxQuantityExponent)
 		}
 	}
-	n := 0
-	for j := 0; j < len(exp); j++ {
-		n = n*10 + int(exp[j]-'0')
-	}
-	if n > maxQuantityExponent {
+	if n, _ := strconv.Atoi(exp); n > maxQuantityExponent {
 		return fmt.Errorf("exponent %q: want -%d to %d", suffix[1:], maxQuantityExponent, maxQuantityExponent)
 	}
 	return nil
@@ -103,16 +100,16 @@ func checkQuantity[T string | []byte](s T) error {
 // resource.Quantity's UnmarshalJSON: null is no quantity; otherwise the text
 // inside the quotes, if any, trimmed, must pass checkQuantity. It returns
 // the text it checked.
-func checkQuantityJSON(raw []byte) ([]byte, error) {
+func checkQuantityJSON(raw []byte) (string, error) {
 	v := bytes.TrimSpace(raw)
 	if string(v) == "null" {
-		return nil, nil
+		return "", nil
 	}
 	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
 		v = v[1 : len(v)-1]
 	}
-	v = bytes.TrimSpace(v)
-	return v, checkQuantity(v)
+	s := string(bytes.TrimSpace(v))
+	return s, checkQuantity(s)
 }
 
 func isDigit(b byte) bool { return b >= '0' && b <= '9' }
@@ -184,7 +181,7 @@ func CheckQuantities(data []byte, path ...string) *Error {
 			continue
 		}
 		if v, e := checkQuantityJSON(raw); e != nil {
-			return denyf(ReasonInvalidPod, field, "%q: %v; want %s", truncate(string(v)), e, quantityGrammar)
+			return denyf(ReasonInvalidPod, field, "%q: %v; want %s", truncate(v), e, quantityGrammar)
 		}
 	}
 }
