@@ -246,6 +246,8 @@ func TestFinding6Errors(t *testing.T) {
 	for name, tc := range map[string]struct{ in, want string }{
 		"bad quantity": {"---\n" + pod("ok") + "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: shop}\nspec:\n  template:\n    spec:\n      containers:\n      - {name: a}\n      - {name: b, resources: {limits: {cpu: 2 cores}}}\n",
 			`document 2 (Deployment shop): spec.template.spec.containers[1].resources.limits.cpu: "2 cores": quantities must match`},
+		"bad divisor": {"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: shop}\nspec:\n  template:\n    spec:\n      containers:\n      - {name: a, env: [{name: CPU, valueFrom: {resourceFieldRef: {resource: limits.cpu, divisor: 2 cores}}}]}\n",
+			`document 1 (Deployment shop): spec.template.spec.containers[0].env[0].valueFrom.resourceFieldRef.divisor: "2 cores": quantities must match`},
 		"bad type": {"apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: a}, {name: b, ports: [{containerPort: web}]}]\n",
 			`document 1 (Pod p): spec.containers[1].ports[0].containerPort: "web": want an integer`},
 		"corrupt status": {"apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {sidecar.io/status: '{bad'}}\nspec:\n  containers: [{name: a}]\n",

@@ -35,55 +35,63 @@ func locateDecodeError(tmpl map[string]any, tmplPath []string, err error) error 
 }
 
 // badQuantity finds the first resource quantity of the pod that does not
-// parse: containers' (and init and ephemeral containers') requests and
-// limits, the pod's resources and overhead.
+// parse, at the places CheckQuantities checks (quantityPlaces).
 func badQuantity(pod map[string]any) (path, value string, err error, found bool) {
-	spec, _ := pod["spec"].(map[string]any)
-	if spec == nil {
-		return "", "", nil, false
+	for _, place := range quantityPlaces() {
+		if path, value, err, found = badQuantityAt(pod, place, ""); found {
+			return path, value, err, true
+		}
 	}
-	checkList := func(at string, v any) (string, string, error, bool) {
-		list, _ := v.(map[string]any)
-		for _, name := range sortedKeys(list) {
-			q := list[name]
-			var s string
-			switch x := q.(type) {
-			case string:
-				s = x
-			case json.Number:
-				s = x.String()
-			default:
-				return at + "." + name, fmt.Sprint(q), fmt.Errorf("a %s; want a quantity such as 100m or 128Mi", jsonKind(q)), true
-			}
-			if _, err := resource.ParseQuantity(s); err != nil {
-				return at + "." + name, s, fmt.Errorf("%w; write a quantity such as 100m, 0.5 or 128Mi", err), true
-			}
+	return "", "", nil, false
+}
+
+// badQuantityAt follows place (quantityPlaces' segments) from v, at the
+// field path at, to the quantities there, in order (map keys sorted), and
+// returns the first that does not parse. null is no quantity.
+func badQuantityAt(v any, place []string, at string) (path, value string, err error, found bool) {
+	if len(place) == 0 {
+		var s string
+		switch x := v.(type) {
+		case nil:
+			return "", "", nil, false
+		case string:
+			s = x
+		case json.Number:
+			s = x.String()
+		default:
+			return at, fmt.Sprint(v), fmt.Errorf("a %s; want a quantity such as 100m or 128Mi", jsonKind(v)), true
+		}
+		if _, err := resource.ParseQuantity(s); err != nil {
+			return at, s, fmt.Errorf("%w; write a quantity such as 100m, 0.5 or 128Mi", err), true
 		}
 		return "", "", nil, false
 	}
-	checkRes := func(at string, v any) (string, string, error, bool) {
-		res, _ := v.(map[string]any)
-		for _, k := range []string{"limits", "requests"} {
-			if p, val, e, ok := checkList(at+"."+k, res[k]); ok {
-				return p, val, e, true
+	child := func(name string) string {
+		if at == "" {
+			return name
+		}
+		return at + "." + name
+	}
+	switch seg := place[0]; seg {
+	case "#":
+		list, _ := v.([]any)
+		for i, it := range list {
+			if path, value, err, found = badQuantityAt(it, place[1:], fmt.Sprintf("%s[%d]", at, i)); found {
+				return path, value, err, true
 			}
 		}
-		return "", "", nil, false
-	}
-	for _, list := range []string{"initContainers", "containers", "ephemeralContainers"} {
-		cs, _ := spec[list].([]any)
-		for i, c := range cs {
-			cm, _ := c.(map[string]any)
-			if p, v, e, ok := checkRes(fmt.Sprintf("spec.%s[%d].resources", list, i), cm["resources"]); ok {
-				return p, v, e, true
+	case "*":
+		m, _ := v.(map[string]any)
+		for _, k := range sortedKeys(m) {
+			if path, value, err, found = badQuantityAt(m[k], place[1:], child(k)); found {
+				return path, value, err, true
 			}
 		}
-	}
-	if p, v, e, ok := checkRes("spec.resources", spec["resources"]); ok {
-		return p, v, e, true
-	}
-	if p, v, e, ok := checkList("spec.overhead", spec["overhead"]); ok {
-		return p, v, e, true
+	default:
+		m, _ := v.(map[string]any)
+		if next, ok := m[seg]; ok {
+			return badQuantityAt(next, place[1:], child(seg))
+		}
 	}
 	return "", "", nil, false
 }
