@@ -317,6 +317,14 @@ func hasQuantityCandidate(data []byte) bool {
 	return false
 }
 
+// ExpensiveQuantityJSON says whether raw, a JSON value in a quantity's
+// place, could be expensive to parse (quantityCandidate): a decoder that
+// parses quantities asks it first, and leaves what it flags to
+// CheckQuantities, which finds the field and checks the grammar.
+func ExpensiveQuantityJSON(raw []byte) bool {
+	return quantityCandidate(bytes.Trim(raw, `"`))
+}
+
 // quantityCandidate says whether a token (a JSON string's raw bytes, or a
 // number) could be an expensive quantity: a number with an exponent, or a
 // long one (more than maxQuantityLen bytes) with a suffix ParseQuantity

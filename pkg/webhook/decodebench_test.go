@@ -14,6 +14,7 @@ func BenchmarkDecodeReview(b *testing.B) {
 	}{
 		{"reference=sigs.k8s.io-json", decodeJSON},
 		{"fast=go-json-experiment", decodeFast},
+		{"generated", func(b []byte, v any) error { return decodeGenerated(b, v.(*typedReview)) }},
 	} {
 		b.Run(d.name, func(b *testing.B) {
 			b.SetBytes(int64(len(body)))

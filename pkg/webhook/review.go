@@ -170,13 +170,20 @@ func decodeReview(body []byte) (*reviewIn, error) {
 		return nil, badRequestf("request body is empty: want an %s JSON document", reviewKind)
 	}
 	var rev reviewIn
-	// A quantity failing the grammar must not reach a Pod decode (which
-	// parses it): the object is then kept raw and denied.
-	badQuantity := inject.CheckQuantities(body, "request", "object")
+	var gen typedReview
 	var typed *typedReview
+	var badQuantity *inject.Error
 	ok := false
-	if badQuantity == nil {
-		typed, ok = decodeTyped(body)
+	if decodeGenerated(body, &gen) == nil {
+		typed, ok = &gen, true
+	} else {
+		// A quantity failing the grammar must not reach a library's Pod
+		// decode (which parses it): the object is then kept raw and
+		// denied. The generated decoder leaves every quantity that could
+		// be expensive to this check.
+		if badQuantity = inject.CheckQuantities(body, "request", "object"); badQuantity == nil {
+			typed, ok = decodeTyped(body)
+		}
 	}
 	if ok {
 		rev = reviewIn{APIVersion: typed.APIVersion, Kind: typed.Kind, typed: true}
