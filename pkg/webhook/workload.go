@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -55,12 +54,7 @@ func (s *Server) serveWorkload(w http.ResponseWriter, r *http.Request, audit boo
 	}
 	out := &reviewOut{APIVersion: rev.APIVersion, Kind: reviewKind, Response: responseOut{UID: rev.Request.UID, Allowed: true}}
 	out.Response.Warnings = limitWarnings(s.workloadWarnings(rev.Request.requestMeta, rev.Request.Object, audit))
-	var ob bytes.Buffer
-	if err := json.NewEncoder(&ob).Encode(out); err != nil {
-		s.failHTTP(w, start, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, ob.Bytes())
+	writeJSON(w, http.StatusOK, out.appendJSON(nil))
 	s.log.DebugContext(r.Context(), "workload checked", "uid", rev.Request.UID, "namespace", rev.Request.Namespace,
 		"kind", rev.Request.Kind.Kind, "name", rev.Request.Name, "warnings", len(out.Response.Warnings))
 }
