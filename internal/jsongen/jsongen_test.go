@@ -51,6 +51,7 @@ type (
 
 func TestStructFields(t *testing.T) {
 	t.Parallel()
+	_ = outer{private: "an unexported field is not a member"}
 	fields, err := structFields(reflect.TypeFor[outer]())
 	if err != nil {
 		t.Fatal(err)

@@ -34,11 +34,7 @@ func compareDecoders(t *testing.T, body []byte) (genOK, fastOK bool) {
 		if errFast != nil {
 			t.Fatalf("the generated decoder accepts what the fast one refuses (%v): %q", errFast, body)
 		}
-		if !reflect.DeepEqual(gen, fast) {
-			jg, _ := json.Marshal(gen)
-			jf, _ := json.Marshal(fast)
-			t.Fatalf("generated and fast decoders differ:\nfast      %s\ngenerated %s\ninput %q", jf, jg, body)
-		}
+		wantSameDecode(t, body, "fast", &fast, "generated", &gen)
 	}
 	if errFast != nil {
 		return false, false
@@ -46,12 +42,18 @@ func compareDecoders(t *testing.T, body []byte) (genOK, fastOK bool) {
 	if errRef != nil {
 		t.Fatalf("the fast decoder accepts what the reference refuses (%v): %q", errRef, body)
 	}
-	if !reflect.DeepEqual(fast, ref) {
-		jf, _ := json.Marshal(fast)
-		jr, _ := json.Marshal(ref)
-		t.Fatalf("decoders differ:\nreference %s\nfast      %s\ninput %q", jr, jf, body)
-	}
+	wantSameDecode(t, body, "reference", &ref, "fast", &fast)
 	return errGen == nil, true
+}
+
+// wantSameDecode fails t unless two decoders' results are the same.
+func wantSameDecode(t *testing.T, body []byte, nameA string, a *typedReview, nameB string, b *typedReview) {
+	t.Helper()
+	if !reflect.DeepEqual(a, b) {
+		ja, _ := json.Marshal(a)
+		jb, _ := json.Marshal(b)
+		t.Fatalf("the %s and %s decoders differ:\n%-9s %s\n%-9s %s\ninput %q", nameA, nameB, nameA, ja, nameB, jb, body)
+	}
 }
 
 // The places where JSON decoders usually disagree.

@@ -136,7 +136,7 @@ func fill(rng *rand.Rand, v reflect.Value, depth int) {
 		v.Set(reflect.ValueOf(metav1.NewMicroTime(time.Unix(rng.Int64N(2e9), rng.Int64N(1e6)*1000))))
 		return
 	case *metav1.FieldsV1:
-		v.Set(reflect.ValueOf(metav1.FieldsV1{Raw: []byte(`{"f:metadata":{"f:labels":{}}}`)}))
+		v.Set(reflect.ValueOf(*metav1.NewFieldsV1(`{"f:metadata":{"f:labels":{}}}`)))
 		return
 	}
 	switch v.Kind() {
