@@ -6,7 +6,6 @@
 package nodemeta
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -160,10 +159,7 @@ func renderOverlay(o Overlay) (string, error) {
 	if n := len(o.Node.Metadata.AppPorts); n > MaxAppPorts {
 		return "", fmt.Errorf("%w: the pod declares %d TCP ports; the proxy's node metadata carries at most %d (the xDS server's limit)", ErrMetadataTooLarge, n, MaxAppPorts)
 	}
-	b, err := json.Marshal(o)
-	if err != nil {
-		return "", fmt.Errorf("render envoy overlay: %w", err)
-	}
+	b := o.appendJSON(make([]byte, 0, 512))
 	if len(b) > MaxMetadataBytes {
 		return "", fmt.Errorf("%w: the proxy's node metadata would be %d bytes; the xDS server reads at most %d (fewer ports or exclusions)", ErrMetadataTooLarge, len(b), MaxMetadataBytes)
 	}

@@ -9,9 +9,10 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/sidecar-injector/sidecar-injector/internal/jsonenc"
 )
 
 // The patch's JSON is most of what the engine costs per pod when it is
@@ -57,9 +58,9 @@ func (p Patch) AppendJSON(dst []byte) ([]byte, error) {
 
 func (op *PatchOp) appendJSON(dst []byte) ([]byte, error) {
 	dst = append(dst, `{"op":`...)
-	dst = appendString(dst, op.Op)
+	dst = jsonenc.String(dst, op.Op)
 	dst = append(dst, `,"path":`...)
-	dst = appendString(dst, op.Path)
+	dst = jsonenc.String(dst, op.Path)
 	if op.Value == nil { // omitempty: a nil interface is left out
 		return append(dst, '}'), nil
 	}
@@ -67,7 +68,7 @@ func (op *PatchOp) appendJSON(dst []byte) ([]byte, error) {
 	var err error
 	switch v := op.Value.(type) {
 	case string:
-		dst = appendString(dst, v)
+		dst = jsonenc.String(dst, v)
 	default:
 		if op.enc != nil {
 			dst, err = op.enc.appendJSON(dst, v)
@@ -88,30 +89,6 @@ func appendMarshal(dst []byte, v any) ([]byte, error) {
 		return nil, err
 	}
 	return append(dst, b...), nil
-}
-
-// appendString appends s as a JSON string the way encoding/json writes
-// it. Printable ASCII needs only " and \ escaped; anything else (control
-// characters, the HTML characters encoding/json escapes, non-ASCII) goes
-// through encoding/json.
-func appendString(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '<' || c == '>' || c == '&' {
-			b, _ := json.Marshal(s) // a string always marshals
-			return append(dst, b...)
-		}
-	}
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c == '"' || c == '\\' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', c)
-			start = i + 1
-		}
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
 
 // rawJSON is a value marshalled once: it depends only on the config.
@@ -221,16 +198,29 @@ func (t *containerJSON) appendContainer(dst []byte, c *corev1.Container) ([]byte
 		if m.field < 0 {
 			continue
 		}
-		b, err := json.Marshal(containerField(c, m.field))
-		if err != nil {
+		at := len(dst)
+		var err error
+		if dst, err = appendField(dst, containerField(c, m.field)); err != nil {
 			return nil, err
 		}
-		if omittable(b) {
+		if omittable(dst[at:]) {
 			return appendMarshal(dst[:start], *c)
 		}
-		dst = append(dst, b...)
 	}
 	return append(dst, '}'), nil
+}
+
+// appendField appends a container field's JSON: strings and string lists
+// (the arguments, which change with every pod) directly, the rest with
+// encoding/json.
+func appendField(dst []byte, v any) ([]byte, error) {
+	switch v := v.(type) {
+	case string:
+		return jsonenc.String(dst, v), nil
+	case []string:
+		return jsonenc.Strings(dst, v), nil
+	}
+	return appendMarshal(dst, v)
 }
 
 // omittable says whether a member's value is one omitempty may leave out.

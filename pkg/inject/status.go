@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/sidecar-injector/sidecar-injector/internal/jsonenc"
 )
 
 // Status is the sidecar.io/status annotation: what the injector added and
@@ -39,12 +41,44 @@ func ParseStatus(s string) (*Status, error) {
 	return &st, nil
 }
 
+// encode writes s as encoding/json does (TestStatusEncoding compares
+// them), without its reflection: every injection writes one.
 func (s *Status) encode() string {
-	b, err := json.Marshal(s)
-	if err != nil {
-		panic(fmt.Sprintf("marshal status: %v", err)) // plain values only
+	if s.Empty != nil { // offline manifests only: a map, in key order
+		b, err := json.Marshal(s)
+		if err != nil {
+			panic(fmt.Sprintf("marshal status: %v", err)) // plain values only
+		}
+		return string(b)
 	}
-	return string(b)
+	b := make([]byte, 0, 256)
+	b = append(b, `{"version":`...)
+	b = jsonenc.String(b, s.Version)
+	b = append(b, `,"configHash":`...)
+	b = jsonenc.String(b, s.ConfigHash)
+	b = append(b, `,"native":`...)
+	b = strconv.AppendBool(b, s.Native)
+	b = append(b, `,"ports":{"inbound":`...)
+	b = strconv.AppendUint(b, uint64(s.Ports.Inbound), 10)
+	b = append(b, `,"outbound":`...)
+	b = strconv.AppendUint(b, uint64(s.Ports.Outbound), 10)
+	b = append(b, `,"stats":`...)
+	b = strconv.AppendUint(b, uint64(s.Ports.Stats), 10)
+	b = append(b, `,"admin":`...)
+	b = strconv.AppendUint(b, uint64(s.Ports.Admin), 10)
+	b = append(b, `},"initContainers":`...)
+	b = jsonenc.Strings(b, s.InitContainers)
+	if len(s.Containers) > 0 {
+		b = append(b, `,"containers":`...)
+		b = jsonenc.Strings(b, s.Containers)
+	}
+	b = append(b, `,"volumes":`...)
+	b = jsonenc.Strings(b, s.Volumes)
+	if len(s.Annotations) > 0 {
+		b = append(b, `,"annotations":`...)
+		b = jsonenc.Strings(b, s.Annotations)
+	}
+	return string(append(b, '}'))
 }
 
 // trusted checks a status found on a pod against what the injector itself

@@ -118,3 +118,45 @@ func hasContainer(cs []corev1.Container, name string) bool {
 	}
 	return false
 }
+
+// TestStatusEncoding: encode writes what encoding/json writes.
+func TestStatusEncoding(t *testing.T) {
+	t.Parallel()
+	for _, s := range []Status{
+		{},
+		{Version: "v1", ConfigHash: "abc", Native: true, Ports: Ports{10001, 10002, 10090, 9901}, InitContainers: []string{InitContainerName, ProxyContainerName}, Volumes: []string{ConfigVolumeName}},
+		{Version: "<&>\u2028é\x01\"\\", ConfigHash: "h", InitContainers: []string{}, Containers: []string{ProxyContainerName}, Volumes: nil, Annotations: []string{promScrape, promPort}},
+		{ConfigHash: "h", Empty: map[string]string{"/spec/volumes": "[]", "/metadata/annotations": "{}"}},
+	} {
+		want, err := json.Marshal(&s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.encode(); got != string(want) {
+			t.Errorf("encode:\n%s\nencoding/json:\n%s", got, want)
+		}
+	}
+}
+
+// FuzzStatusEncoding: encode is encoding/json's, byte for byte.
+func FuzzStatusEncoding(f *testing.F) {
+	f.Add("v0.1.0", "0123456789abcdef", true, uint16(10001), "envoy", "<&>", 2)
+	f.Fuzz(func(t *testing.T, version, hash string, native bool, port uint16, name, annotation string, n int) {
+		s := Status{Version: version, ConfigHash: hash, Native: native, Ports: Ports{port, port + 1, port / 2, 9901}}
+		for i := range n % 4 {
+			s.InitContainers = append(s.InitContainers, name)
+			if i%2 == 1 {
+				s.Containers = append(s.Containers, name)
+				s.Annotations = append(s.Annotations, annotation)
+			}
+			s.Volumes = append(s.Volumes, annotation)
+		}
+		want, err := json.Marshal(&s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.encode(); got != string(want) {
+			t.Fatalf("encode:\n%s\nencoding/json:\n%s", got, want)
+		}
+	})
+}
