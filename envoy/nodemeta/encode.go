@@ -46,14 +46,8 @@ func (md *Metadata) appendJSON(b []byte) []byte {
 			}
 			b = append(b, `{"port":`...)
 			b = strconv.AppendUint(b, uint64(p.Port), 10)
-			if p.Name != "" {
-				b = append(b, `,"name":`...)
-				b = jsonenc.String(b, p.Name)
-			}
-			if p.Protocol != "" {
-				b = append(b, `,"protocol":`...)
-				b = jsonenc.String(b, p.Protocol)
-			}
+			b = jsonenc.OmitEmpty(b, `,"name":`, p.Name)
+			b = jsonenc.OmitEmpty(b, `,"protocol":`, p.Protocol)
 			b = append(b, '}')
 		}
 		b = append(b, ']')
@@ -68,14 +62,8 @@ func (md *Metadata) appendJSON(b []byte) []byte {
 		}
 		b = append(b, ']')
 	}
-	if md.PodIP != "" {
-		b = append(b, `,"podIP":`...)
-		b = jsonenc.String(b, md.PodIP)
-	}
-	if md.IPv6 != "" {
-		b = append(b, `,"ipv6":`...)
-		b = jsonenc.String(b, md.IPv6)
-	}
+	b = jsonenc.OmitEmpty(b, `,"podIP":`, md.PodIP)
+	b = jsonenc.OmitEmpty(b, `,"ipv6":`, md.IPv6)
 	b = append(b, `,"configHash":`...)
 	b = jsonenc.String(b, md.ConfigHash)
 	b = append(b, `,"injectorVersion":`...)

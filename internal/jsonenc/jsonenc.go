@@ -46,3 +46,12 @@ func Strings(dst []byte, list []string) []byte {
 	}
 	return append(dst, ']')
 }
+
+// OmitEmpty appends member (a comma, a quoted name and a colon) and s, or
+// nothing when s is empty: a string member tagged omitempty.
+func OmitEmpty(dst []byte, member, s string) []byte {
+	if s == "" {
+		return dst
+	}
+	return String(append(dst, member...), s)
+}

@@ -36,32 +36,20 @@ func (o *reviewOut) appendJSON(b []byte) []byte {
 		b = jsonenc.String(b, st.Status)
 		b = append(b, `,"message":`...)
 		b = jsonenc.String(b, st.Message)
-		if st.Reason != "" {
-			b = append(b, `,"reason":`...)
-			b = jsonenc.String(b, st.Reason)
-		}
+		b = jsonenc.OmitEmpty(b, `,"reason":`, st.Reason)
 		b = append(b, `,"code":`...)
 		b = strconv.AppendInt(b, int64(st.Code), 10)
 		b = append(b, '}')
 	}
-	if r.PatchType != "" {
-		b = append(b, `,"patchType":`...)
-		b = jsonenc.String(b, r.PatchType)
-	}
+	b = jsonenc.OmitEmpty(b, `,"patchType":`, r.PatchType)
 	if len(r.Patch) > 0 {
 		b = append(b, `,"patch":"`...)
 		b = base64.StdEncoding.AppendEncode(b, r.Patch)
 		b = append(b, '"')
 	}
 	if len(r.Warnings) > 0 {
-		b = append(b, `,"warnings":[`...)
-		for i, w := range r.Warnings {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = jsonenc.String(b, w)
-		}
-		b = append(b, ']')
+		b = append(b, `,"warnings":`...)
+		b = jsonenc.Strings(b, r.Warnings)
 	}
 	return append(b, "}}\n"...)
 }
