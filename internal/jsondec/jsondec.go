@@ -268,20 +268,30 @@ func (d *Decoder) number() (b []byte, integer bool, err error) {
 	return d.buf[start:i], integer, nil
 }
 
-// Int reads an integer that fits in bits; null reads as 0.
-func (d *Decoder) Int(bits uint) (int64, error) {
-	if c := d.peek(); c == 'n' {
-		return 0, d.literal("null")
-	} else if c != '-' && (c < '0' || c > '9') {
-		return 0, ErrOutside
+// integer reads null, as nil digits, or a number without a fraction or an
+// exponent: its digits, and whether a minus came before them.
+func (d *Decoder) integer() (mag []byte, neg bool, err error) {
+	switch c := d.peek(); {
+	case c == 'n':
+		return nil, false, d.literal("null")
+	case c != '-' && (c < '0' || c > '9'):
+		return nil, false, ErrOutside
 	}
 	b, integer, err := d.number()
 	if err != nil || !integer {
-		return 0, ErrOutside
+		return nil, false, ErrOutside
 	}
-	neg := b[0] == '-'
-	if neg {
-		b = b[1:]
+	if b[0] == '-' {
+		return b[1:], true, nil
+	}
+	return b, false, nil
+}
+
+// Int reads an integer that fits in bits; null reads as 0.
+func (d *Decoder) Int(bits uint) (int64, error) {
+	b, neg, err := d.integer()
+	if err != nil || b == nil {
+		return 0, err
 	}
 	limit := uint64(1) << (bits - 1) // the magnitude of the most negative value
 	u, ok := digits(b, limit)
@@ -298,17 +308,12 @@ func (d *Decoder) Int(bits uint) (int64, error) {
 
 // Uint reads an unsigned integer that fits in bits; null reads as 0.
 func (d *Decoder) Uint(bits uint) (uint64, error) {
-	if c := d.peek(); c == 'n' {
-		return 0, d.literal("null")
-	} else if c < '0' || c > '9' {
-		return 0, ErrOutside
-	}
-	b, integer, err := d.number()
-	if err != nil || !integer {
-		return 0, ErrOutside
+	b, neg, err := d.integer()
+	if err != nil || b == nil {
+		return 0, err
 	}
 	u, ok := digits(b, uint64(1<<(bits-1)-1)<<1|1)
-	if !ok {
+	if neg || !ok {
 		return 0, ErrOutside
 	}
 	return u, nil

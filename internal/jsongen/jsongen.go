@@ -119,24 +119,29 @@ func (g *generator) need(t reflect.Type) {
 
 var versionElem = regexp.MustCompile(`^v[0-9]+((alpha|beta)[0-9]+)?$`)
 
-// alias gives a package its import name: the last path element, prefixed
-// with the one before it when that is an API version (core/v1 is corev1).
+// alias gives a package its import name, pkgName made unique.
 func (g *generator) alias(path string) string {
 	if a, ok := g.imports[path]; ok {
 		return a
 	}
-	elems := strings.Split(path, "/")
-	a := elems[len(elems)-1]
-	if versionElem.MatchString(a) && len(elems) > 1 {
-		a = elems[len(elems)-2] + a
-	}
-	a = strings.NewReplacer("-", "", ".", "").Replace(a)
+	a := pkgName(path)
 	base := a
 	for i := 2; g.aliases[a] != ""; i++ {
 		a = fmt.Sprintf("%s%d", base, i)
 	}
 	g.imports[path], g.aliases[a] = a, path
 	return a
+}
+
+// pkgName is a short name for a package: the last path element, prefixed
+// with the one before it when that is an API version (core/v1 is corev1).
+func pkgName(path string) string {
+	elems := strings.Split(path, "/")
+	n := elems[len(elems)-1]
+	if versionElem.MatchString(n) && len(elems) > 1 {
+		n = elems[len(elems)-2] + n
+	}
+	return strings.NewReplacer("-", "", ".", "").Replace(n)
 }
 
 // expr is t as Go source in the generated package.
@@ -165,12 +170,7 @@ func ident(t reflect.Type) string {
 		if t.PkgPath() == "" {
 			return name
 		}
-		elems := strings.Split(t.PkgPath(), "/")
-		p := elems[len(elems)-1]
-		if versionElem.MatchString(p) && len(elems) > 1 {
-			p = elems[len(elems)-2] + p
-		}
-		p = strings.NewReplacer("-", "", ".", "").Replace(p)
+		p := pkgName(t.PkgPath())
 		return strings.ToUpper(p[:1]) + p[1:] + name
 	}
 	switch t.Kind() {

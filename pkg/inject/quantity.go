@@ -173,7 +173,7 @@ func CheckQuantities(data []byte, path ...string) *Error {
 		}
 		// Only an expensive candidate needs its place found: any other
 		// quantity fails fast in the decoder, which says why.
-		if !quantityCandidate(bytes.Trim(raw, `"`)) {
+		if !ExpensiveQuantityJSON(raw) {
 			continue
 		}
 		field, ok := quantityField(dec.StackPointer(), path)
